@@ -1,0 +1,349 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrPublisherClosed is returned by Close when it is called twice.
+var ErrPublisherClosed = errors.New("events: publisher closed")
+
+// seqBlock is how many sequences are reserved on disk at a time: a restart skips at most this
+// many, and the sequence file is written once per block instead of once per event.
+const seqBlock = 1024
+
+// PublisherConfig configures one node's publisher.
+type PublisherConfig struct {
+	Node Node
+	JS   jetstream.JetStream
+	// Clock stamps load samples; transitions carry their own times. Nil means real time.
+	Clock Clock
+	// SeqFile keeps the sequence counter across restarts, beside the spool. Empty: memory only.
+	SeqFile string
+	Logger  *slog.Logger
+	// PublishTimeout bounds one publish attempt; RetryDelay is the pause after a failed one.
+	PublishTimeout time.Duration
+	RetryDelay     time.Duration
+}
+
+// PublisherStats counts what the publisher did, for metrics.
+type PublisherStats struct {
+	Published uint64
+	Coalesced uint64 // samples replaced by a newer one before they could be sent
+	Failures  uint64 // failed publish attempts
+	Pending   int    // transitions not yet acknowledged
+	// LastLatency is how long the last acknowledged publish took.
+	LastLatency time.Duration
+}
+
+// Publisher sends a node's events to JetStream from its own goroutine, so a mail session never
+// waits on NATS. Transitions are queued in order and retried with the same Nats-Msg-Id until
+// acknowledged; load samples are coalesced, latest wins, while NATS is slow or away.
+//
+// TODO: transitions wait in memory, so an MTA crash while NATS is away loses them; the better
+// design is a small fsynced outbox file beside the spool, replayed at start.
+type Publisher struct {
+	cfg PublisherConfig
+	log *slog.Logger
+
+	mu       sync.Mutex
+	seq      uint64 // last sequence assigned
+	reserved uint64 // sequences up to this one are reserved on disk
+	pending  []*Envelope
+	sample   *Envelope
+	stats    PublisherStats
+	closed   bool
+
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+// NewPublisher starts a publisher. It reads the sequence file, so sequences stay monotonic
+// across restarts.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if err := ValidName(cfg.Node.Cluster); err != nil {
+		return nil, err
+	}
+	if err := ValidName(cfg.Node.Node); err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 5 * time.Second
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = 500 * time.Millisecond
+	}
+	p := &Publisher{
+		cfg:  cfg,
+		log:  cfg.Logger.With("component", "events"),
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	start, err := readSeq(cfg.SeqFile)
+	if err != nil {
+		return nil, err
+	}
+	p.seq, p.reserved = start, start
+	go p.run()
+	return p, nil
+}
+
+// Sample queues a load sample stamped now; an unsent older sample is dropped.
+func (p *Publisher) Sample(s LoadSample) {
+	s.Node = p.cfg.Node
+	p.enqueue(TypeLoadSample, p.cfg.Clock.Now(), &s)
+}
+
+// Entered queues a stress entry, stamped with its entry time.
+func (p *Publisher) Entered(t StressTransition) {
+	t.Node = p.cfg.Node
+	p.enqueue(TypeStressEntered, t.Entered, &t)
+}
+
+// Exited queues a stress exit, stamped with its exit time.
+func (p *Publisher) Exited(t StressTransition) {
+	t.Node = p.cfg.Node
+	at := p.cfg.Clock.Now()
+	if t.Exited != nil {
+		at = *t.Exited
+	}
+	p.enqueue(TypeStressExited, at, &t)
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Publisher) Stats() PublisherStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.stats
+	st.Pending = len(p.pending)
+	return st
+}
+
+func (p *Publisher) enqueue(typ string, at time.Time, data any) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.log.Warn("event after close dropped", "type", typ)
+		return
+	}
+	seq := p.nextSeqLocked()
+	env, err := Encode(typ, seq, at, p.cfg.Node, data)
+	if err != nil {
+		p.mu.Unlock()
+		p.log.Error("event not encoded", "type", typ, "err", err)
+		return
+	}
+	if typ == TypeLoadSample {
+		if p.sample != nil {
+			p.stats.Coalesced++
+		}
+		p.sample = env
+	} else {
+		p.pending = append(p.pending, env)
+	}
+	p.mu.Unlock()
+
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// nextSeqLocked assigns the next sequence, reserving a new block on disk when one runs out.
+// Caller holds mu. A failed reservation is logged and the counter goes on in memory: losing
+// monotonicity across a restart is better than stopping events.
+func (p *Publisher) nextSeqLocked() uint64 {
+	p.seq++
+	if p.seq > p.reserved {
+		p.reserved = p.seq + seqBlock - 1
+		if err := writeSeq(p.cfg.SeqFile, p.reserved+1); err != nil {
+			p.log.Error("sequence not saved", "file", p.cfg.SeqFile, "err", err)
+		}
+	}
+	return p.seq
+}
+
+func (p *Publisher) run() {
+	defer close(p.done)
+	for {
+		env, isSample := p.next()
+		if env == nil {
+			select {
+			case <-p.wake:
+				continue
+			case <-p.stop:
+				return
+			}
+		}
+		if err := p.publish(env); err != nil {
+			p.mu.Lock()
+			p.stats.Failures++
+			p.mu.Unlock()
+			p.log.Warn("event publish failed, will retry", "id", env.ID, "type", env.Type, "err", err)
+			select {
+			case <-time.After(p.cfg.RetryDelay):
+			case <-p.stop:
+				return
+			}
+			continue
+		}
+		p.sent(env, isSample)
+	}
+}
+
+// next picks what to send: transitions first and in order, then the latest sample.
+func (p *Publisher) next() (*Envelope, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.pending) > 0 {
+		return p.pending[0], false
+	}
+	return p.sample, p.sample != nil
+}
+
+func (p *Publisher) sent(env *Envelope, isSample bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.Published++
+	if isSample {
+		if p.sample == env {
+			p.sample = nil
+		}
+		return
+	}
+	p.pending = p.pending[1:]
+}
+
+func (p *Publisher) publish(env *Envelope) error {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	subject := StressSubject(p.cfg.Node.Cluster, p.cfg.Node.Node)
+	if env.Type == TypeLoadSample {
+		subject = LoadSubject(p.cfg.Node.Cluster, p.cfg.Node.Node)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = body
+	msg.Header.Set("Content-Type", ContentType)
+	msg.Header.Set(jetstream.MsgIDHeader, env.ID)
+
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	if _, err := p.cfg.JS.PublishMsg(ctx, msg); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.stats.LastLatency = time.Since(start)
+	p.mu.Unlock()
+	return nil
+}
+
+// Close stops the publisher after trying, until ctx ends, to send the queued transitions and
+// the last sample. It returns an error naming what was left unsent.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrPublisherClosed
+	}
+	p.closed = true
+	p.mu.Unlock()
+
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := p.Stats()
+		p.mu.Lock()
+		idle := len(p.pending) == 0 && p.sample == nil
+		p.mu.Unlock()
+		if idle {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			close(p.stop)
+			<-p.done
+			return fmt.Errorf("events: %d transitions unsent at close: %w", st.Pending, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	close(p.stop)
+	<-p.done
+	return nil
+}
+
+func readSeq(path string) (uint64, error) {
+	if path == "" {
+		return 0, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("events: sequence file: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("events: sequence file %s: %q is not a number", path, b)
+	}
+	// The file holds the first unreserved sequence; the last one used is before it.
+	if n > 0 {
+		n--
+	}
+	return n, nil
+}
+
+// writeSeq replaces the sequence file atomically and durably.
+func writeSeq(path string, next uint64) error {
+	if path == "" {
+		return nil
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(f, "%d\n", next); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
