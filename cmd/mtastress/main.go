@@ -1,0 +1,87 @@
+// Command mtastress is the mail transport agent that stays up under attack, and the tools that
+// prove it: replay, plan, the production daemons and their tools.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mtastress/mtastress/scenarios"
+	"github.com/mtastress/mtastress/simulator"
+)
+
+// Exit codes (DESIGN.md "The CLI").
+const (
+	exitOK          = 0
+	exitFailed      = 1 // an expectation failed
+	exitBadInput    = 2 // unknown scenario, invalid file or flag
+	exitEnvironment = 3 // the environment could not start
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	root := newRoot()
+	err := root.Execute()
+	os.Exit(exitCode(err))
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "mtastress",
+		Short:         "A mail transport agent that stays up under attack, and the tools that prove it",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.modelsFile, "models", "", "model catalog `FILE` replacing the built-in one")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "operator log level: debug, info, warn, error")
+	root.AddCommand(newReplay(g), newScenarios(g), newModels(g))
+	return root
+}
+
+// globals are the flags every command takes.
+type globals struct {
+	modelsFile string
+	logLevel   string
+}
+
+func (g *globals) catalog() (*scenarios.Catalog, error) {
+	if g.modelsFile == "" {
+		return scenarios.DefaultCatalog(), nil
+	}
+	cat, err := scenarios.LoadCatalog(g.modelsFile)
+	if err != nil {
+		return nil, &exitError{exitBadInput, err}
+	}
+	return cat, nil
+}
+
+// exitCode maps an error to the documented exit codes and prints it.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "mtastress:", err)
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, scenarios.ErrInvalid), errors.Is(err, scenarios.ErrUnknown):
+		return exitBadInput
+	case errors.Is(err, simulator.ErrEnvironment):
+		return exitEnvironment
+	}
+	// Cobra's own errors (an unknown flag or command) are bad input too.
+	return exitBadInput
+}

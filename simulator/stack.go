@@ -1,0 +1,261 @@
+package simulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mtastress/mtastress/alerts"
+	"github.com/mtastress/mtastress/events"
+	"github.com/mtastress/mtastress/mta"
+	"github.com/mtastress/mtastress/scenarios"
+	"github.com/mtastress/mtastress/testenv"
+)
+
+// The embedded stack's fixed names (DESIGN.md "The embedded stack").
+const (
+	AdminAddress = "ops@" + LocalDomain
+	alertsFrom   = "mtastress-alerts@" + LocalDomain
+	// replaySettle is the alert service's settle window in the embedded stack. Production
+	// waits 2 minutes for sibling nodes' entries; in a replay every node shares one process and
+	// one clock, so a few seconds cover the same burst.
+	replaySettle = 3 * time.Second
+)
+
+// ErrEnvironment means the embedded stack could not start (exit code 3).
+var ErrEnvironment = errors.New("environment could not start")
+
+// Stack is the embedded environment of a replay: real NATS, MailHog, a next-hop sink, one MTA
+// per scenario node and the alert service, in this process, on one shared clock.
+type Stack struct {
+	Clock   *Clock
+	NATS    *testenv.NATS
+	MailHog *testenv.MailHog
+	Sink    *testenv.Sink
+	Nodes   []*StackNode
+	Alerts  *alerts.Service
+
+	log        *slog.Logger
+	dir        string
+	conns      []*nats.Conn
+	stopAlerts context.CancelFunc
+	alertsDone chan error
+	closed     bool
+}
+
+// StackNode is one MTA of the stack.
+type StackNode struct {
+	Name, Model string
+	Limit       int
+	Addr        string // SMTP listener, 127.0.0.1:port
+	Config      mta.Config
+	Server      *mta.Server
+	pub         *events.Publisher
+}
+
+// StackOptions tune the stack.
+type StackOptions struct {
+	Logger  *slog.Logger
+	Catalog *scenarios.Catalog
+}
+
+// StartStack starts everything a scenario needs. On error it stops what it started.
+func StartStack(ctx context.Context, sc *scenarios.Scenario, opts StackOptions) (st *Stack, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dir, err := os.MkdirTemp("", "mtastress-stack-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEnvironment, err)
+	}
+	st = &Stack{Clock: NewClock(), log: log, dir: dir}
+	defer func() {
+		if err != nil {
+			st.Close()
+			err = fmt.Errorf("%w: %v", ErrEnvironment, err)
+		}
+	}()
+
+	if st.NATS, err = testenv.StartNATS(testenv.NATSOptions{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+		return st, err
+	}
+	if st.MailHog, err = testenv.StartMailHog(); err != nil {
+		return st, err
+	}
+	if st.Sink, err = testenv.StartSink(testenv.SinkOptions{}); err != nil {
+		return st, err
+	}
+	js, err := st.jetStream("setup")
+	if err != nil {
+		return st, err
+	}
+	if err := events.EnsureStreams(ctx, js, 1); err != nil {
+		return st, err
+	}
+	if err := st.startAlerts(opts.Catalog); err != nil {
+		return st, err
+	}
+	for _, n := range sc.Topology.Nodes {
+		if err := st.startNode(sc, n); err != nil {
+			return st, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return st, nil
+}
+
+// jetStream opens a NATS connection of the stack's own, closed with the stack.
+func (st *Stack) jetStream(name string) (jetstream.JetStream, error) {
+	nc, err := nats.Connect(st.NATS.URL(), nats.Name("mtastress-"+name),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	st.conns = append(st.conns, nc)
+	return jetstream.New(nc)
+}
+
+func (st *Stack) startAlerts(cat *scenarios.Catalog) error {
+	js, err := st.jetStream("alerts")
+	if err != nil {
+		return err
+	}
+	svc, err := alerts.New(alerts.Config{
+		JS:           js,
+		Admin:        []string{AdminAddress},
+		From:         alertsFrom,
+		Relay:        st.MailHog.SMTPAddr(),
+		Catalog:      cat,
+		Clock:        st.Clock,
+		Logger:       st.log.With("component", "alerts"),
+		SettleWindow: replaySettle,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st.Alerts, st.stopAlerts, st.alertsDone = svc, cancel, make(chan error, 1)
+	go func() { st.alertsDone <- svc.Run(ctx) }()
+	return nil
+}
+
+func (st *Stack) startNode(sc *scenarios.Scenario, n scenarios.Node) error {
+	js, err := st.jetStream(n.Name)
+	if err != nil {
+		return err
+	}
+	spool := filepath.Join(st.dir, "spool-"+n.Name)
+	if err := os.MkdirAll(spool, 0o750); err != nil {
+		return err
+	}
+	// The MTA names its node on every line itself.
+	log := st.log
+	pub, err := events.NewPublisher(events.PublisherConfig{
+		Node:    events.Node{Node: n.Name, Cluster: sc.Topology.Cluster, Model: n.Model, Limit: n.ProcessLimit},
+		JS:      js,
+		Clock:   st.Clock,
+		SeqFile: filepath.Join(spool, "events.seq"),
+		Logger:  log,
+	})
+	if err != nil {
+		return err
+	}
+	cfg := nodeConfig(sc, n, spool, st.Sink.Addr())
+	cfg.Clock, cfg.Events, cfg.Logger = st.Clock, pub, log
+	srv, err := mta.New(cfg)
+	if err != nil {
+		pub.Close(context.Background())
+		return err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		pub.Close(context.Background())
+		return err
+	}
+	node := &StackNode{Name: n.Name, Model: n.Model, Limit: n.ProcessLimit, Addr: l.Addr().String(), Config: cfg, Server: srv, pub: pub}
+	st.Nodes = append(st.Nodes, node)
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, mta.ErrServerClosed) {
+			log.Error("mta stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// nodeConfig is the MTA configuration of one scenario node in the embedded stack.
+func nodeConfig(sc *scenarios.Scenario, n scenarios.Node, spool, relay string) mta.Config {
+	cfg := mta.DefaultConfig()
+	cfg.Node, cfg.Cluster, cfg.Model, cfg.Limit = n.Name, sc.Topology.Cluster, n.Model, n.ProcessLimit
+	cfg.Hostname = n.Name + "." + LocalDomain
+	cfg.Domains = []string{LocalDomain}
+	cfg.Users = make([]string, ValidUsers)
+	for i := range cfg.Users {
+		cfg.Users[i] = fmt.Sprintf("user%d", i+1)
+	}
+	cfg.Relay = relay
+	cfg.SpoolDir = spool
+	// The sink never refuses in a plain replay; quick retries keep a hiccup from outliving the run.
+	cfg.RetryMin, cfg.RetryMax = 500*time.Millisecond, 5*time.Second
+	o := sc.MTA
+	if o.SlotWait != nil {
+		cfg.SlotWait = *o.SlotWait
+	}
+	if o.Cooldown != nil {
+		cfg.Cooldown = *o.Cooldown
+	}
+	if o.StressTimeout != nil {
+		cfg.StressCommandTimeout = *o.StressTimeout
+	}
+	if o.WaitMax != nil {
+		cfg.WaitMax = *o.WaitMax
+	}
+	if o.ClientCap != nil {
+		cfg.ClientCap = *o.ClientCap
+	}
+	return cfg
+}
+
+// Close stops the stack: the MTAs first (their spools are kept in the temp dir until it is
+// removed), then the publishers, the alert service and the servers.
+func (st *Stack) Close() {
+	if st.closed {
+		return
+	}
+	st.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range st.Nodes {
+		if err := n.Server.Shutdown(ctx); err != nil && !errors.Is(err, mta.ErrServerClosed) {
+			st.log.Warn("mta shutdown", "node", n.Name, "err", err)
+		}
+		if err := n.pub.Close(ctx); err != nil {
+			st.log.Warn("publisher close", "node", n.Name, "err", err)
+		}
+	}
+	if st.stopAlerts != nil {
+		st.stopAlerts()
+		<-st.alertsDone
+	}
+	for _, nc := range st.conns {
+		nc.Close()
+	}
+	if st.Sink != nil {
+		st.Sink.Stop()
+	}
+	if st.MailHog != nil {
+		st.MailHog.Stop()
+	}
+	if st.NATS != nil {
+		st.NATS.Stop()
+	}
+	os.RemoveAll(st.dir)
+}
