@@ -32,7 +32,10 @@ type PublisherConfig struct {
 	Clock Clock
 	// SeqFile keeps the sequence counter across restarts, beside the spool. Empty: memory only.
 	SeqFile string
-	Logger  *slog.Logger
+	// OutboxFile keeps unacknowledged transitions across NATS outages and restarts, beside the
+	// spool. Empty: memory only.
+	OutboxFile string
+	Logger     *slog.Logger
 	// PublishTimeout bounds one publish attempt; RetryDelay is the pause after a failed one.
 	PublishTimeout time.Duration
 	RetryDelay     time.Duration
@@ -49,11 +52,9 @@ type PublisherStats struct {
 }
 
 // Publisher sends a node's events to JetStream from its own goroutine, so a mail session never
-// waits on NATS. Transitions are queued in order and retried with the same Nats-Msg-Id until
-// acknowledged; load samples are coalesced, latest wins, while NATS is slow or away.
-//
-// TODO: transitions wait in memory, so an MTA crash while NATS is away loses them; the better
-// design is a small fsynced outbox file beside the spool, replayed at start.
+// waits on NATS. Transitions are queued in order, written to the outbox file, and retried with
+// the same Nats-Msg-Id until acknowledged, also across a restart; load samples are coalesced,
+// latest wins, while NATS is slow or away.
 type Publisher struct {
 	cfg PublisherConfig
 	log *slog.Logger
@@ -62,9 +63,12 @@ type Publisher struct {
 	seq      uint64 // last sequence assigned
 	reserved uint64 // sequences up to this one are reserved on disk
 	pending  []*Envelope
+	durable  int // pending[:durable] are in the outbox file
 	sample   *Envelope
 	stats    PublisherStats
 	closed   bool
+
+	outbox outbox
 
 	wake chan struct{}
 	stop chan struct{}
@@ -93,17 +97,29 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		cfg.RetryDelay = 500 * time.Millisecond
 	}
 	p := &Publisher{
-		cfg:  cfg,
-		log:  cfg.Logger.With("component", "events"),
-		wake: make(chan struct{}, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "events"),
+		outbox: outbox{path: cfg.OutboxFile},
+		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	start, err := readSeq(cfg.SeqFile)
 	if err != nil {
 		return nil, err
 	}
 	p.seq, p.reserved = start, start
+	left, torn, err := p.outbox.load()
+	if err != nil {
+		return nil, err
+	}
+	if torn > 0 {
+		p.log.Warn("torn lines in the event outbox skipped", "file", cfg.OutboxFile, "lines", torn)
+	}
+	if len(left) > 0 {
+		p.log.Info("resending transitions from the outbox", "count", len(left))
+	}
+	p.pending, p.durable = left, len(left)
 	go p.run()
 	return p, nil
 }
@@ -195,6 +211,9 @@ func (p *Publisher) run() {
 				return
 			}
 		}
+		if !isSample {
+			p.persist()
+		}
 		if err := p.publish(env); err != nil {
 			p.mu.Lock()
 			p.stats.Failures++
@@ -223,15 +242,41 @@ func (p *Publisher) next() (*Envelope, bool) {
 
 func (p *Publisher) sent(env *Envelope, isSample bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.stats.Published++
 	if isSample {
 		if p.sample == env {
 			p.sample = nil
 		}
+		p.mu.Unlock()
 		return
 	}
 	p.pending = p.pending[1:]
+	p.durable--
+	left := append([]*Envelope(nil), p.pending[:p.durable]...)
+	p.mu.Unlock()
+
+	// The rewrite fsyncs, so it runs outside the lock that enqueue takes.
+	if err := p.outbox.replace(left); err != nil {
+		p.log.Error("event outbox not rewritten", "file", p.cfg.OutboxFile, "err", err)
+	}
+}
+
+// persist appends the transitions not yet in the outbox. Only the run goroutine calls it and
+// removes from pending, so the slice it copies stays valid. A failed write is logged: events keep
+// flowing, without the crash safety.
+func (p *Publisher) persist() {
+	p.mu.Lock()
+	fresh := append([]*Envelope(nil), p.pending[p.durable:]...)
+	p.mu.Unlock()
+	if len(fresh) == 0 {
+		return
+	}
+	if err := p.outbox.append(fresh); err != nil {
+		p.log.Error("event outbox not written", "file", p.cfg.OutboxFile, "err", err)
+	}
+	p.mu.Lock()
+	p.durable += len(fresh)
+	p.mu.Unlock()
 }
 
 func (p *Publisher) publish(env *Envelope) error {

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -194,5 +195,58 @@ func TestNewPublisherRefusesBadNames(t *testing.T) {
 	_, err := NewPublisher(PublisherConfig{Node: Node{Node: "a.b", Cluster: "edge", Limit: 1}})
 	if !errors.Is(err, ErrBadName) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestOutboxKeepsTransitionsAcrossARestartWhileNATSIsAway(t *testing.T) {
+	ns, js := startJetStream(t)
+	dir := t.TempDir()
+	cfg := PublisherConfig{Node: testNode, JS: js, SeqFile: filepath.Join(dir, "seq"),
+		OutboxFile: filepath.Join(dir, "outbox"), RetryDelay: 50 * time.Millisecond,
+		PublishTimeout: 100 * time.Millisecond}
+	ns.Server().Shutdown()
+	ns.Server().WaitForShutdown()
+
+	p, err := NewPublisher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered := time.Now().UTC()
+	p.Entered(StressTransition{Episode: "edge.edge-1.7", Entered: entered})
+	// The MTA stops before NATS is back: Close gives up and the transition stays in the outbox.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); err == nil {
+		t.Fatal("Close reported everything sent while NATS was down")
+	}
+	// A crash in the middle of an append leaves a torn line; it must not stop the rest.
+	f, err := os.OpenFile(cfg.OutboxFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("no outbox file: %v", err)
+	}
+	f.WriteString(`{"specversion":"1.0","id":"torn`)
+	f.Close()
+
+	if err := ns.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := NewPublisher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := p2.Stats(); st.Pending != 1 {
+		t.Fatalf("%d transitions recovered from the outbox, want 1", st.Pending)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel2()
+	if err := p2.Close(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, js, StreamEvents, 1)
+	if len(got) != 1 || got[0].Transition.Episode != "edge.edge-1.7" || !got[0].Time.Equal(entered) {
+		t.Fatalf("after restart: %+v", got)
+	}
+	if b, _ := os.ReadFile(cfg.OutboxFile); len(b) != 0 {
+		t.Fatalf("outbox not emptied after the ack: %q", b)
 	}
 }

@@ -21,7 +21,7 @@ var (
 	colActive = color.RGBA{R: 31, G: 119, B: 180, A: 255}
 	colDemand = color.RGBA{R: 255, G: 127, B: 14, A: 255}
 	colLimit  = color.RGBA{R: 214, G: 39, B: 40, A: 255}
-	colStress = color.RGBA{R: 214, G: 39, B: 40, A: 40}
+	colStress = color.NRGBA{R: 214, G: 39, B: 40, A: 45}
 	colAlert  = color.RGBA{R: 44, G: 160, B: 44, A: 255}
 	colSkip   = color.RGBA{R: 127, G: 127, B: 127, A: 255}
 )
@@ -167,7 +167,7 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}
 h1 span.pass{color:#2a7a2a} h1 span.fail{color:#b22}
-table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;font-size:14px}
 th{background:#f4f4f4} td.l,th.l{text-align:left}
 .ok{color:#2a7a2a;font-weight:bold} .bad{color:#b22;font-weight:bold}
 figure{margin:1em 0} svg{max-width:100%;height:auto}

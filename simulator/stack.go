@@ -153,17 +153,22 @@ func (st *Stack) startNode(sc *scenarios.Scenario, n scenarios.Node) error {
 		return err
 	}
 	spool := filepath.Join(st.dir, "spool-"+n.Name)
-	if err := os.MkdirAll(spool, 0o750); err != nil {
-		return err
+	// The event sequence and outbox sit beside the spool, not in it: the spool is the MTA's.
+	evdir := filepath.Join(st.dir, "events-"+n.Name)
+	for _, d := range []string{spool, evdir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return err
+		}
 	}
 	// The MTA names its node on every line itself.
 	log := st.log
 	pub, err := events.NewPublisher(events.PublisherConfig{
-		Node:    events.Node{Node: n.Name, Cluster: sc.Topology.Cluster, Model: n.Model, Limit: n.ProcessLimit},
-		JS:      js,
-		Clock:   st.Clock,
-		SeqFile: filepath.Join(spool, "events.seq"),
-		Logger:  log,
+		Node:       events.Node{Node: n.Name, Cluster: sc.Topology.Cluster, Model: n.Model, Limit: n.ProcessLimit},
+		JS:         js,
+		Clock:      st.Clock,
+		SeqFile:    filepath.Join(evdir, "sequence"),
+		OutboxFile: filepath.Join(evdir, "outbox"),
+		Logger:     log,
 	})
 	if err != nil {
 		return err
