@@ -1,0 +1,406 @@
+package mta
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// slotConn is the connection go-smtp serves. Beyond holding the slot until it closes, it does
+// what go-smtp cannot do per connection:
+//
+//   - deadlines: go-smtp's ReadTimeout is server-wide and one deadline covers a whole DATA body;
+//     here each read gets this session's command timeout, and during DATA a deadline that
+//     grows only with the bytes received at MinDataRate;
+//   - after a read timeout every later read fails, so body bytes are never parsed as commands
+//     (go-smtp issue 196);
+//   - the hard error limit and junk command limit, stricter under stress than go-smtp's fixed
+//     three protocol errors (NOOP and VRFY never reach the Session, so they are counted here);
+//   - the 421 on shutdown, which go-smtp does not send.
+type slotConn struct {
+	net.Conn
+	pool   *slotPool
+	srv    *Server
+	id     string
+	ip     netip.Addr
+	set    settings
+	exempt bool // set before the connection is handed out
+	start  time.Time
+	log    *slog.Logger
+
+	closeOnce sync.Once
+	wmu       sync.Mutex // serialises writes: go-smtp's replies and our own 421s
+	pending   []byte     // continuation lines of a multi-line reply, under wmu
+
+	mu         sync.Mutex
+	deadline   time.Time // the read deadline go-smtp asked for, clamped to ours
+	dataMode   bool      // between a 354 and the reply after the data
+	dataStart  time.Time
+	dataBytes  int64
+	lastRead   time.Time
+	readShut   bool // reads return EOF: timed out, too many errors, or shutting down
+	writeShut  bool // writes are dropped: our last word (a 421) is said
+	inTxn      bool // a MAIL was accepted and the transaction has not ended
+	errs, junk int
+	verb       []byte // the start of the command line being read, for the junk count
+	bdatSkip   int64  // chunk bytes still to pass unscanned after a BDAT command
+	ehlo       bool   // the client said EHLO (for the Received header's "with ESMTP")
+	accepted   int    // messages accepted in this session
+}
+
+// settings are a session's limits, fixed when it gets its slot.
+type settings struct {
+	stress     bool
+	timeout    time.Duration
+	hardErrors int
+	junk       int
+}
+
+func (s *Server) settingsFor(stress bool) settings {
+	if stress {
+		return settings{true, s.cfg.StressCommandTimeout, s.cfg.StressHardErrorLimit, s.cfg.StressJunkLimit}
+	}
+	return settings{false, s.cfg.CommandTimeout, s.cfg.HardErrorLimit, s.cfg.JunkLimit}
+}
+
+func (s *Server) wrapConn(c net.Conn, ip netip.Addr, p *slotPool, stress bool) *slotConn {
+	id := s.nextSessionID()
+	sc := &slotConn{
+		Conn: c, pool: p, srv: s, id: id, ip: ip, set: s.settingsFor(stress),
+		start: time.Now(),
+	}
+	sc.log = s.log.With("session", id, "client", ip.String())
+	return sc
+}
+
+// replyTooManyErrors ends a session at its hard error limit.
+const replyTooManyErrors = "421 4.7.0 %s Error: too many errors"
+
+// errDataTimeout is what a read returns after a timeout inside a transaction: go-smtp turns a
+// plain error there into a permanent 554 (BDAT) or hands it to Data, so it must already be the
+// reply. The connection closes after it.
+var errDataTimeout = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+	Message: "Timeout waiting for data, closing connection"}
+
+// Read applies this session's deadline, counts junk commands, and ends the session when told.
+func (c *slotConn) Read(b []byte) (int, error) {
+	for {
+		dl, stop := c.prepareRead()
+		if stop {
+			return 0, io.EOF
+		}
+		n, err := c.Conn.Read(b)
+		if n > 0 && c.scan(b[:n]) {
+			c.goodbye(replyTooManyErrors)
+			return 0, io.EOF
+		}
+		if err == nil || !isTimeout(err) {
+			return n, err
+		}
+		if time.Now().Before(dl) {
+			// Woken early by Shutdown, which moves the deadline: look again at what to do.
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, c.timedOut()
+	}
+}
+
+// prepareRead sets the inner deadline, then checks whether the session must end. In that
+// order: Shutdown sets draining and then moves the deadline, so one of the two is seen.
+func (c *slotConn) prepareRead() (time.Time, bool) {
+	c.mu.Lock()
+	dl := c.readDeadlineLocked()
+	readShut, idle := c.readShut, !c.inTxn && !c.dataMode
+	c.mu.Unlock()
+	_ = c.Conn.SetReadDeadline(dl)
+	if readShut {
+		return dl, true
+	}
+	if idle && c.srv.draining.Load() {
+		c.goodbye(replyShutdown)
+		return dl, true
+	}
+	return dl, false
+}
+
+// readDeadlineLocked is the deadline of the next read. During DATA it is the earlier of the
+// idle timeout since the last bytes and the whole-body budget at MinDataRate (Postfix's
+// smtpd_min_data_rate), so a client that trickles bytes cannot hold a slot. Caller holds mu.
+func (c *slotConn) readDeadlineLocked() time.Time {
+	if !c.dataMode {
+		if c.deadline.IsZero() {
+			return time.Now().Add(c.set.timeout) // go-smtp always sets one; never read without
+		}
+		return c.deadline
+	}
+	dl := c.lastRead.Add(c.set.timeout)
+	if rate := c.srv.cfg.MinDataRate; rate > 0 {
+		budget := c.dataStart.Add(c.set.timeout + time.Duration(c.dataBytes)*time.Second/time.Duration(rate))
+		if budget.Before(dl) {
+			dl = budget
+		}
+	}
+	return dl
+}
+
+// timedOut ends reading for good and picks the error go-smtp should see.
+func (c *slotConn) timedOut() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readShut = true
+	c.log.Info("session timed out", "data", c.dataMode, "stress", c.set.stress)
+	if c.inTxn || c.dataMode {
+		return errDataTimeout
+	}
+	// Outside a transaction go-smtp answers a timeout with its own 421 4.4.2 and closes.
+	return os.ErrDeadlineExceeded
+}
+
+// SetReadDeadline records the deadline go-smtp asks for, clamped to this session's timeout;
+// Read applies it.
+func (c *slotConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = c.clampLocked(t)
+	return nil
+}
+
+func (c *slotConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	t = c.clampLocked(t)
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *slotConn) SetDeadline(t time.Time) error {
+	_ = c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+func (c *slotConn) clampLocked(t time.Time) time.Time {
+	limit := time.Now().Add(c.set.timeout)
+	if t.IsZero() || t.After(limit) {
+		return limit
+	}
+	return t
+}
+
+// scan looks at bytes read: DATA progress, and command verbs for the junk count. It reports
+// whether the session must end now (it has then said its 421).
+func (c *slotConn) scan(b []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastRead = time.Now()
+	if c.dataMode {
+		c.dataBytes += int64(len(b))
+		return false
+	}
+	for len(b) > 0 {
+		if c.bdatSkip > 0 {
+			n := min(c.bdatSkip, int64(len(b)))
+			c.bdatSkip -= n
+			b = b[n:]
+			continue
+		}
+		i := bytes.IndexByte(b, '\n')
+		part := b
+		if i >= 0 {
+			part = b[:i+1]
+		}
+		if room := 64 - len(c.verb); room > 0 {
+			c.verb = append(c.verb, part[:min(room, len(part))]...)
+		}
+		b = b[len(part):]
+		if i >= 0 && c.commandLocked() {
+			return true
+		}
+	}
+	return false
+}
+
+// commandLocked classifies one complete command line. Caller holds mu.
+func (c *slotConn) commandLocked() bool {
+	line := bytes.ToUpper(bytes.TrimRight(c.verb, "\r\n"))
+	c.verb = c.verb[:0]
+	verb, arg, _ := bytes.Cut(line, []byte(" "))
+	switch string(verb) {
+	case "EHLO":
+		c.ehlo = true
+		fallthrough
+	case "HELO", "NOOP", "RSET", "VRFY":
+		// Postfix's smtpd_junk_command_limit: past it, each junk command is an error.
+		if c.junk++; c.junk > c.set.junk {
+			return c.errorLocked()
+		}
+	case "BDAT":
+		// The chunk that follows is message data, not commands.
+		// TODO: MinDataRate does not apply to BDAT chunks; each is bounded by the command
+		// timeout only. A chunk-aware deadline like DATA's would close that.
+		f := bytes.Fields(arg)
+		if len(f) > 0 {
+			if n, err := strconv.ParseInt(string(f[0]), 10, 64); err == nil && n > 0 {
+				c.bdatSkip = n
+			}
+		}
+	}
+	return false
+}
+
+// errorLocked counts one error and reports whether the hard error limit is reached (Postfix's
+// smtpd_hard_error_limit); the caller then says replyTooManyErrors. Caller holds mu.
+func (c *slotConn) errorLocked() bool {
+	if c.errs++; c.errs < c.set.hardErrors {
+		return false
+	}
+	c.log.Info("closing session: too many errors", "errors", c.errs, "junk", c.junk, "stress", c.set.stress)
+	c.srv.metrics.sessions.WithLabelValues(outcomeRejected).Inc()
+	c.srv.sessionsRejected.Add(1)
+	c.readShut = true
+	return true
+}
+
+// Write passes go-smtp's replies through and watches them: a 354 starts the data phase, the
+// next reply ends it, and 4xx/5xx replies count toward the hard error limit.
+func (c *slotConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	shut := c.writeShut
+	c.mu.Unlock()
+	if shut {
+		return len(b), nil
+	}
+	// go-smtp writes a multi-line reply (EHLO's) one line at a time; the lines are held until
+	// the last one so the reply costs one write, not one per line.
+	if isContinuation(b) && len(c.pending)+len(b) <= 4096 {
+		c.pending = append(c.pending, b...)
+		return len(b), nil
+	}
+	out := b
+	if len(c.pending) > 0 {
+		out = append(c.pending, b...)
+		c.pending = c.pending[:0]
+	}
+	n, err := c.Conn.Write(out)
+	n = max(n-(len(out)-len(b)), 0)
+	// The 421 goes in line after the error reply, so the client reads them in order.
+	if c.noteReplies(b) {
+		c.sayLocked(sprintfLine(replyTooManyErrors, c.srv.cfg.Hostname))
+	}
+	return n, err
+}
+
+// isContinuation reports whether b ends with a reply line that another follows ("250-...").
+func isContinuation(b []byte) bool {
+	b = bytes.TrimSuffix(b, []byte("\r\n"))
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return len(b) >= 4 && b[3] == '-'
+}
+
+// noteReplies updates the session from the reply lines in b, and reports whether the error
+// limit was reached.
+func (c *slotConn) noteReplies(b []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	limit := false
+	for line := range bytes.Lines(b) {
+		if len(line) < 4 || line[3] == '-' { // continuation lines of a multi-line reply
+			continue
+		}
+		code, err := strconv.Atoi(string(line[:3]))
+		if err != nil {
+			continue
+		}
+		if code == 354 {
+			c.dataMode, c.dataStart, c.lastRead, c.dataBytes = true, time.Now(), time.Now(), 0
+			continue
+		}
+		c.dataMode = false
+		// A 421 is go-smtp's own way out (timeouts); it needs no further 421.
+		if code >= 400 && code != 421 && !c.readShut && c.errorLocked() {
+			limit = true
+		}
+	}
+	return limit
+}
+
+// goodbye says a last 421 and ends the session: no more reads, no more writes.
+func (c *slotConn) goodbye(format string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.sayLocked(sprintfLine(format, c.srv.cfg.Hostname))
+}
+
+// sayLocked writes line as the connection's last words. Caller holds wmu.
+func (c *slotConn) sayLocked(line string) {
+	c.mu.Lock()
+	if c.writeShut {
+		c.mu.Unlock()
+		return
+	}
+	c.writeShut, c.readShut = true, true
+	c.mu.Unlock()
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
+	_, _ = io.WriteString(c.Conn, line)
+	// Half-close so the client reads the 421 before the end, even if it is still talking.
+	if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	// Wake a read blocked in go-smtp so that it sees EOF and closes.
+	_ = c.Conn.SetReadDeadline(time.Now())
+}
+
+// wake makes a blocked read look again at whether the session must end (Shutdown).
+func (c *slotConn) wake() { _ = c.Conn.SetReadDeadline(time.Now()) }
+
+// Close releases the slot exactly once.
+func (c *slotConn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		c.pool.release(c)
+		c.srv.sessionEnded(c)
+	})
+	return err
+}
+
+// Session-side notes, called from the go-smtp goroutine of this connection.
+func (c *slotConn) setTxn(on bool) {
+	c.mu.Lock()
+	c.inTxn = on
+	c.mu.Unlock()
+}
+
+func (c *slotConn) noteAccepted() {
+	c.mu.Lock()
+	c.accepted++
+	c.mu.Unlock()
+}
+
+func (c *slotConn) saidEHLO() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ehlo
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func sprintfLine(format, host string) string { return fmt.Sprintf(format, host) + "\r\n" }
