@@ -70,7 +70,7 @@ func TestPlannerTrafficMatchesReplay(t *testing.T) {
 					start += ph.Duration
 					continue
 				}
-				plans, err := planPhase(sc, i, start, 0, 0)
+				plans, err := planPhase(sc, i, start, 0)
 				if err != nil {
 					t.Fatal(err)
 				}

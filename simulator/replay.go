@@ -99,7 +99,7 @@ func (r *replay) plan() ([][]sessionPlan, error) {
 	var start time.Duration
 	for i, ph := range r.sc.Phases {
 		if !ph.Skip {
-			ps, err := planPhase(r.sc, i, start, 0, len(r.plans))
+			ps, err := planPhase(r.sc, i, start, len(r.plans))
 			if err != nil {
 				return nil, err
 			}

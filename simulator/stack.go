@@ -135,7 +135,7 @@ func (st *Stack) startAlerts(cat *scenarios.Catalog) error {
 		Relay:        st.MailHog.SMTPAddr(),
 		Catalog:      cat,
 		Clock:        st.Clock,
-		Logger:       st.log.With("component", "alerts"),
+		Logger:       st.log,
 		SettleWindow: replaySettle,
 	})
 	if err != nil {

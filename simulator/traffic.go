@@ -25,7 +25,7 @@ const (
 type sessionPlan struct {
 	Index    int
 	Phase    int
-	Start    time.Duration // intended start, from the start of the live traffic
+	Start    time.Duration // intended start, from the start of its phase
 	Profile  string
 	Node     int
 	Client   netip.Addr
@@ -44,7 +44,9 @@ type messagePlan struct {
 
 // planPhase draws the sessions of one live phase: open-loop Poisson arrivals whose rate follows
 // the scenario (ramps included), by thinning a homogeneous process at the phase's peak rate.
-func planPhase(sc *scenarios.Scenario, phase int, phaseStart, liveStart time.Duration, next int) ([]sessionPlan, error) {
+// Starts count from the start of the phase: the replay paces each phase from its own start,
+// since a skip before it takes real time that the plan cannot know.
+func planPhase(sc *scenarios.Scenario, phase int, phaseStart time.Duration, next int) ([]sessionPlan, error) {
 	ph := sc.Phases[phase]
 	rng := rand.New(rand.NewPCG(uint64(sc.Seed), uint64(phase)+1))
 	peak := ph.Rate
@@ -73,7 +75,7 @@ func planPhase(sc *scenarios.Scenario, phase int, phaseStart, liveStart time.Dur
 		}
 		name := profiles[pick(rng, shares)]
 		s := drawSession(rng, sc, sc.Profiles[name], next+len(out))
-		s.Phase, s.Start, s.Profile = phase, liveStart+at, name
+		s.Phase, s.Start, s.Profile = phase, at, name
 		s.Node = pick(rng, weights)
 		out = append(out, s)
 	}
