@@ -41,6 +41,7 @@ func TestReplaySpamBurstEndToEnd(t *testing.T) {
 	if !rep.Passed {
 		t.Errorf("report did not pass")
 	}
+	checkFidelity(t, sc, cat, rep)
 	n := rep.Nodes[0]
 	if n.PeakActive != n.ProcessLimit {
 		t.Errorf("peak active %d, want the process limit %d", n.PeakActive, n.ProcessLimit)

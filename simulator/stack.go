@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mtastress/mtastress/alerts"
 	"github.com/mtastress/mtastress/events"
@@ -43,12 +45,13 @@ type Stack struct {
 	Nodes   []*StackNode
 	Alerts  *alerts.Service
 
-	log        *slog.Logger
-	dir        string
-	conns      []*nats.Conn
-	stopAlerts context.CancelFunc
-	alertsDone chan error
-	closed     bool
+	log         *slog.Logger
+	dir         string
+	conns       []*nats.Conn
+	httpServers []*http.Server
+	stopAlerts  context.CancelFunc
+	alertsDone  chan error
+	closed      bool
 }
 
 // StackNode is one MTA of the stack.
@@ -56,6 +59,7 @@ type StackNode struct {
 	Name, Model string
 	Limit       int
 	Addr        string // SMTP listener, 127.0.0.1:port
+	MetricsURL  string // Prometheus /metrics, when StackOptions.Metrics is set
 	Config      mta.Config
 	Server      *mta.Server
 	pub         *events.Publisher
@@ -65,6 +69,8 @@ type StackNode struct {
 type StackOptions struct {
 	Logger  *slog.Logger
 	Catalog *scenarios.Catalog
+	// Metrics serves each node's Prometheus registry on 127.0.0.1, as `mtastress dev` shows.
+	Metrics bool
 }
 
 // StartStack starts everything a scenario needs. On error it stops what it started.
@@ -107,6 +113,11 @@ func StartStack(ctx context.Context, sc *scenarios.Scenario, opts StackOptions) 
 	for _, n := range sc.Topology.Nodes {
 		if err := st.startNode(sc, n); err != nil {
 			return st, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		if opts.Metrics {
+			if err := st.serveMetrics(st.Nodes[len(st.Nodes)-1]); err != nil {
+				return st, fmt.Errorf("node %s metrics: %w", n.Name, err)
+			}
 		}
 	}
 	return st, nil
@@ -196,6 +207,21 @@ func (st *Stack) startNode(sc *scenarios.Scenario, n scenarios.Node) error {
 	return nil
 }
 
+// serveMetrics serves one node's registry on its own loopback port.
+func (st *Stack) serveMetrics(n *StackNode) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.Server.Registry(), promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	st.httpServers = append(st.httpServers, srv)
+	go srv.Serve(l)
+	n.MetricsURL = "http://" + l.Addr().String() + "/metrics"
+	return nil
+}
+
 // nodeConfig is the MTA configuration of one scenario node in the embedded stack.
 func nodeConfig(sc *scenarios.Scenario, n scenarios.Node, spool, relay string) mta.Config {
 	cfg := mta.DefaultConfig()
@@ -245,6 +271,9 @@ func (st *Stack) Close() {
 		if err := n.pub.Close(ctx); err != nil {
 			st.log.Warn("publisher close", "node", n.Name, "err", err)
 		}
+	}
+	for _, h := range st.httpServers {
+		h.Close()
 	}
 	if st.stopAlerts != nil {
 		st.stopAlerts()
