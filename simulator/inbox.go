@@ -65,7 +65,7 @@ func (r *replay) findAlerts(ctx context.Context) ([]foundAlert, error) {
 	var last []foundAlert
 	stableSince := time.Now()
 	for {
-		msgs, err := r.st.MailHog.Messages(ctx)
+		msgs, err := r.tg.Inbox(ctx)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -17,6 +18,9 @@ type ReplayOptions struct {
 	Progress func(done, total int)
 }
 
+// ErrNotSupported means the scenario asks for something the target cannot do (exit code 2).
+var ErrNotSupported = errors.New("not supported against this target")
+
 // Bounds of the waits around the traffic.
 const (
 	// quietSlack is added to the cool-down in the bound on waiting for nodes to leave stress.
@@ -31,7 +35,7 @@ const (
 // replay is one run of a scenario against a stack.
 type replay struct {
 	sc    *scenarios.Scenario
-	st    *Stack
+	tg    Target
 	opts  ReplayOptions
 	log   *slog.Logger
 	plans []sessionPlan
@@ -47,11 +51,19 @@ type replay struct {
 
 // Replay runs the scenario against the embedded stack and returns its report. An error means
 // the run could not be carried out; failed expectations are in the report.
-func Replay(ctx context.Context, sc *scenarios.Scenario, st *Stack, opts ReplayOptions) (*Report, error) {
+func Replay(ctx context.Context, sc *scenarios.Scenario, tg Target, opts ReplayOptions) (*Report, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &replay{sc: sc, st: st, opts: opts, log: opts.Logger}
+	if !tg.Shared() {
+		for _, ph := range sc.Phases {
+			if ph.Skip {
+				return nil, fmt.Errorf("%w: phase %q skips time, which needs the embedded stack's shared clock",
+					ErrNotSupported, ph.Name)
+			}
+		}
+	}
+	r := &replay{sc: sc, tg: tg, opts: opts, log: opts.Logger}
 	phases, err := r.plan()
 	if err != nil {
 		return nil, err
@@ -62,7 +74,7 @@ func Replay(ctx context.Context, sc *scenarios.Scenario, st *Stack, opts ReplayO
 	recCtx, stopRec := context.WithCancel(ctx)
 	var recWG sync.WaitGroup
 	recWG.Add(1)
-	go r.series.record(recCtx, st, &recWG)
+	go r.series.record(recCtx, tg, len(sc.Topology.Nodes), &recWG)
 	defer func() { stopRec(); recWG.Wait() }()
 
 	for i, ph := range sc.Phases {
@@ -71,7 +83,7 @@ func Replay(ctx context.Context, sc *scenarios.Scenario, st *Stack, opts ReplayO
 				return nil, err
 			}
 			r.skips = append(r.skips, SkipReport{Name: ph.Name, At: time.Since(started).Seconds(), Duration: ph.Duration.String()})
-			st.Clock.Advance(ph.Duration)
+			tg.Clock().Advance(ph.Duration)
 			r.log.Info("skipped", "phase", ph.Name, "duration", ph.Duration)
 			continue
 		}
@@ -118,6 +130,7 @@ func (r *replay) runPhase(ctx context.Context, i int, plans []sessionPlan) error
 	base := time.Now()
 	r.log.Info("phase", "name", ph.Name, "sessions", len(plans), "duration", ph.Duration)
 	tm := r.timing()
+	addrs := r.tg.Addrs()
 	for _, p := range plans {
 		intended := base.Add(p.Start)
 		if err := sleepUntil(ctx, intended); err != nil {
@@ -126,7 +139,7 @@ func (r *replay) runPhase(ctx context.Context, i int, plans []sessionPlan) error
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			res := runSession(ctx, r.st.Nodes[p.Node].Addr, p, intended, tm)
+			res := runSession(ctx, addrs[p.Node], p, intended, tm)
 			r.mu.Lock()
 			r.results[p.Index] = res
 			r.done++
@@ -143,11 +156,12 @@ func (r *replay) runPhase(ctx context.Context, i int, plans []sessionPlan) error
 // timing derives the client's bounds from the MTA settings, so a client never gives up before
 // the server has had its say.
 func (r *replay) timing() clientTiming {
-	cfg := r.st.Nodes[0].Config
+	cfg := r.tg.Settings()
 	return clientTiming{
 		GreetingTimeout: cfg.SlotWait + 10*time.Second,
 		ReplyTimeout:    cfg.CommandTimeout + 10*time.Second,
 		MaxSession:      10 * time.Minute,
+		BindClients:     r.tg.Shared(),
 	}
 }
 
@@ -156,7 +170,7 @@ func (r *replay) timing() clientTiming {
 // spans a skip.
 func (r *replay) quiesce(ctx context.Context, why string) error {
 	r.wg.Wait()
-	cfg := r.st.Nodes[0].Config
+	cfg := r.tg.Settings()
 	deadline := time.Now().Add(cfg.Cooldown + quietSlack)
 	for {
 		busy := r.busyNodes()
@@ -175,9 +189,9 @@ func (r *replay) quiesce(ctx context.Context, why string) error {
 
 func (r *replay) busyNodes() []string {
 	var busy []string
-	for _, n := range r.st.Nodes {
-		s := n.Server.Snapshot()
-		if s.Active > 0 || s.Waiting > 0 || s.QueueDepth > 0 || s.InStress {
+	for i, n := range r.sc.Topology.Nodes {
+		s, ok := r.tg.State(i)
+		if ok && (s.Active > 0 || s.Waiting > 0 || s.QueueDepth > 0 || s.InStress) {
 			busy = append(busy, fmt.Sprintf("%s(active %d, queue %d, stress %v)", n.Name, s.Active, s.QueueDepth, s.InStress))
 		}
 	}

@@ -24,29 +24,30 @@ type series struct {
 }
 
 // record samples the stack until ctx ends.
-func (s *series) record(ctx context.Context, st *Stack, wg *sync.WaitGroup) {
+func (s *series) record(ctx context.Context, tg Target, nodes int, wg *sync.WaitGroup) {
 	defer wg.Done()
-	s.nodes = make([][]Point, len(st.Nodes))
+	s.nodes = make([][]Point, nodes)
 	tick := time.NewTicker(seriesInterval)
 	defer tick.Stop()
 	for {
-		s.sample(st)
+		s.sample(tg)
 		select {
 		case <-ctx.Done():
-			s.sample(st)
+			s.sample(tg)
 			return
 		case <-tick.C:
 		}
 	}
 }
 
-func (s *series) sample(st *Stack) {
+func (s *series) sample(tg Target) {
 	t := time.Since(s.start).Seconds()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, n := range st.Nodes {
-		snap := n.Server.Snapshot()
-		s.nodes[i] = append(s.nodes[i], Point{T: t, Active: snap.Active, Waiting: snap.Waiting})
+	for i := range s.nodes {
+		if snap, ok := tg.State(i); ok {
+			s.nodes[i] = append(s.nodes[i], Point{T: t, Active: snap.Active, Waiting: snap.Waiting})
+		}
 	}
 }
 

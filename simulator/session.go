@@ -46,6 +46,8 @@ type clientTiming struct {
 	GreetingTimeout time.Duration // slot wait plus slack: the greeting is held while waiting
 	ReplyTimeout    time.Duration
 	MaxSession      time.Duration // hard bound on one session
+	// BindClients dials from each session's own 127.0.0.0/8 address; only on loopback targets.
+	BindClients bool
 }
 
 // runSession plays one planned session against addr. intended is the session's intended start
@@ -55,7 +57,10 @@ func runSession(ctx context.Context, addr string, p sessionPlan, intended time.T
 
 	ctx, cancel := context.WithTimeout(ctx, tm.MaxSession)
 	defer cancel()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: p.Client.AsSlice()}, Timeout: 5 * time.Second}
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if tm.BindClients {
+		d.LocalAddr = &net.TCPAddr{IP: p.Client.AsSlice()}
+	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		res.Err = fmt.Errorf("connect: %w", err)

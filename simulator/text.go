@@ -58,7 +58,10 @@ func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintln(w, "\nexpectations:")
 	for _, e := range rep.Expectations {
 		mark := "ok  "
-		if !e.Passed {
+		switch {
+		case e.Skipped:
+			mark = "skip"
+		case !e.Passed:
 			mark = "FAIL"
 		}
 		fmt.Fprintf(w, "  %s %s: %s\n", mark, e.Name, e.Detail)

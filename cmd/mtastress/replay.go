@@ -21,6 +21,7 @@ const defaultScenario = "spam-burst"
 
 func newReplay(g *globals) *cobra.Command {
 	var jsonOut, htmlOut string
+	var remote simulator.RemoteOptions
 	cmd := &cobra.Command{
 		Use:   "replay [SCENARIO|FILE]",
 		Short: "Replay an email-attack scenario against the embedded stack and check the alerts",
@@ -36,15 +37,19 @@ environment could not start.`,
 			if len(args) == 1 {
 				target = args[0]
 			}
-			return runReplay(cmd.Context(), g, target, jsonOut, htmlOut)
+			return runReplay(cmd.Context(), g, target, jsonOut, htmlOut, remote)
 		},
 	}
 	cmd.Flags().StringVar(&jsonOut, "json", "", "write the JSON report to `FILE`")
 	cmd.Flags().StringVar(&htmlOut, "html", "", "write a self-contained HTML report with load charts to `FILE`")
+	cmd.Flags().StringSliceVar(&remote.MTAs, "mta", nil,
+		"replay against running MTAs instead of embedded ones: `host:port[,host:port]`, one per scenario node in topology order")
+	cmd.Flags().StringVar(&remote.MailHogURL, "mailhog", "", "with --mta: the `URL` of the MailHog API the alerts reach")
+	cmd.Flags().StringVar(&remote.NATSURL, "nats", "", "with --mta: the NATS `URL` the nodes publish their load on")
 	return cmd
 }
 
-func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string) error {
+func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string, remote simulator.RemoteOptions) error {
 	cat, err := g.catalog()
 	if err != nil {
 		return err
@@ -61,13 +66,16 @@ func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string)
 	defer stop()
 
 	fmt.Fprintf(os.Stderr, "replaying %s (seed %d): %s\n", sc.Name, sc.Seed, sc.Description)
-	st, err := simulator.StartStack(ctx, sc, simulator.StackOptions{Logger: log, Catalog: cat.WithOverrides(sc.Models)})
+	tg, closeTarget, err := replayTarget(ctx, sc, cat, log, remote)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeTarget()
 
-	rep, err := simulator.Replay(ctx, sc, st, simulator.ReplayOptions{Logger: log, Progress: progress()})
+	rep, err := simulator.Replay(ctx, sc, tg, simulator.ReplayOptions{Logger: log, Progress: progress()})
+	if errors.Is(err, simulator.ErrNotSupported) {
+		return &exitError{exitBadInput, err}
+	}
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
@@ -86,6 +94,30 @@ func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string)
 		return &exitError{exitFailed, errors.New("an expectation failed")}
 	}
 	return nil
+}
+
+// replayTarget starts the embedded stack, or follows running systems when --mta is given.
+func replayTarget(ctx context.Context, sc *scenarios.Scenario, cat *scenarios.Catalog, log *slog.Logger,
+	remote simulator.RemoteOptions) (simulator.Target, func(), error) {
+	if len(remote.MTAs) == 0 {
+		if remote.MailHogURL != "" || remote.NATSURL != "" {
+			return nil, nil, &exitError{exitBadInput, errors.New("--mailhog and --nats go with --mta")}
+		}
+		st, err := simulator.StartStack(ctx, sc, simulator.StackOptions{Logger: log, Catalog: cat.WithOverrides(sc.Models)})
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st.Close, nil
+	}
+	remote.Logger = log
+	rm, err := simulator.NewRemote(sc, remote)
+	if errors.Is(err, simulator.ErrTarget) {
+		return nil, nil, &exitError{exitBadInput, err}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return rm, rm.Close, nil
 }
 
 // progress draws a bar on a terminal; in CI logs it stays quiet.
