@@ -38,7 +38,7 @@ var ErrEnvironment = errors.New("environment could not start")
 // Stack is the embedded environment of a replay: real NATS, MailHog, a next-hop sink, one MTA
 // per scenario node and the alert service, in this process, on one shared clock.
 type Stack struct {
-	Clock   *Clock
+	clock   *Clock
 	NATS    *testenv.NATS
 	MailHog *testenv.MailHog
 	Sink    *testenv.Sink
@@ -83,7 +83,7 @@ func StartStack(ctx context.Context, sc *scenarios.Scenario, opts StackOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEnvironment, err)
 	}
-	st = &Stack{Clock: NewClock(), log: log, dir: dir}
+	st = &Stack{clock: NewClock(), log: log, dir: dir}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -145,7 +145,7 @@ func (st *Stack) startAlerts(cat *scenarios.Catalog) error {
 		From:         alertsFrom,
 		Relay:        st.MailHog.SMTPAddr(),
 		Catalog:      cat,
-		Clock:        st.Clock,
+		Clock:        st.clock,
 		Logger:       st.log,
 		SettleWindow: replaySettle,
 	})
@@ -176,7 +176,7 @@ func (st *Stack) startNode(sc *scenarios.Scenario, n scenarios.Node) error {
 	pub, err := events.NewPublisher(events.PublisherConfig{
 		Node:       events.Node{Node: n.Name, Cluster: sc.Topology.Cluster, Model: n.Model, Limit: n.ProcessLimit},
 		JS:         js,
-		Clock:      st.Clock,
+		Clock:      st.clock,
 		SeqFile:    filepath.Join(evdir, "sequence"),
 		OutboxFile: filepath.Join(evdir, "outbox"),
 		Logger:     log,
@@ -185,7 +185,7 @@ func (st *Stack) startNode(sc *scenarios.Scenario, n scenarios.Node) error {
 		return err
 	}
 	cfg := nodeConfig(sc, n, spool, st.Sink.Addr())
-	cfg.Clock, cfg.Events, cfg.Logger = st.Clock, pub, log
+	cfg.Clock, cfg.Events, cfg.Logger = st.clock, pub, log
 	srv, err := mta.New(cfg)
 	if err != nil {
 		pub.Close(context.Background())
