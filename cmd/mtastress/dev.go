@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mtastress/mtastress/scenarios"
 	"github.com/mtastress/mtastress/simulator"
 )
 
@@ -32,11 +31,7 @@ interrupted, so a person can point a mail client or a scenario at it. It sends n
 }
 
 func runDev(ctx context.Context, g *globals, target string) error {
-	cat, err := g.catalog()
-	if err != nil {
-		return err
-	}
-	sc, err := scenarios.Load(target, cat)
+	sc, cat, err := g.scenario(target)
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,40 @@ func (g *globals) catalog() (*scenarios.Catalog, error) {
 	return cat, nil
 }
 
+// scenario loads a built-in or a file against the catalog of --models.
+func (g *globals) scenario(target string) (*scenarios.Scenario, *scenarios.Catalog, error) {
+	cat, err := g.catalog()
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := scenarios.Load(target, cat)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sc, cat, nil
+}
+
+// reportFiles is what replay and plan reports can write.
+type reportFiles interface {
+	WriteJSON(path string) error
+	WriteHTML(path string) error
+}
+
+// writeReports writes the --json and --html files that were asked for.
+func writeReports(rep reportFiles, jsonOut, htmlOut string) error {
+	if jsonOut != "" {
+		if err := rep.WriteJSON(jsonOut); err != nil {
+			return &exitError{exitBadInput, fmt.Errorf("writing --json: %w", err)}
+		}
+	}
+	if htmlOut != "" {
+		if err := rep.WriteHTML(htmlOut); err != nil {
+			return &exitError{exitBadInput, fmt.Errorf("writing --html: %w", err)}
+		}
+	}
+	return nil
+}
+
 // exitCode maps an error to the documented exit codes and prints it.
 func exitCode(err error) int {
 	if err == nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mtastress/mtastress/scenarios"
 	"github.com/mtastress/mtastress/simulator"
 )
 
@@ -46,11 +45,7 @@ func runPlan(g *globals, target, jsonOut, htmlOut string, maxBlocked float64) er
 		return &exitError{exitBadInput,
 			fmt.Errorf("--max-blocked %g: give a share between 0 and 1, e.g. 0.001", maxBlocked)}
 	}
-	cat, err := g.catalog()
-	if err != nil {
-		return err
-	}
-	sc, err := scenarios.Load(target, cat)
+	sc, cat, err := g.scenario(target)
 	if err != nil {
 		return err
 	}
@@ -60,15 +55,5 @@ func runPlan(g *globals, target, jsonOut, htmlOut string, maxBlocked float64) er
 		return err
 	}
 	rep.WriteText(os.Stdout)
-	if jsonOut != "" {
-		if err := rep.WriteJSON(jsonOut); err != nil {
-			return &exitError{exitBadInput, fmt.Errorf("writing --json: %w", err)}
-		}
-	}
-	if htmlOut != "" {
-		if err := rep.WriteHTML(htmlOut); err != nil {
-			return &exitError{exitBadInput, fmt.Errorf("writing --html: %w", err)}
-		}
-	}
-	return nil
+	return writeReports(rep, jsonOut, htmlOut)
 }

@@ -50,11 +50,7 @@ environment could not start.`,
 }
 
 func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string, remote simulator.RemoteOptions) error {
-	cat, err := g.catalog()
-	if err != nil {
-		return err
-	}
-	sc, err := scenarios.Load(target, cat)
+	sc, cat, err := g.scenario(target)
 	if err != nil {
 		return err
 	}
@@ -80,15 +76,8 @@ func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string,
 		return fmt.Errorf("replay: %w", err)
 	}
 	rep.WriteText(os.Stdout)
-	if jsonOut != "" {
-		if err := rep.WriteJSON(jsonOut); err != nil {
-			return &exitError{exitBadInput, fmt.Errorf("writing --json: %w", err)}
-		}
-	}
-	if htmlOut != "" {
-		if err := rep.WriteHTML(htmlOut); err != nil {
-			return &exitError{exitBadInput, fmt.Errorf("writing --html: %w", err)}
-		}
+	if err := writeReports(rep, jsonOut, htmlOut); err != nil {
+		return err
 	}
 	if !rep.Passed {
 		return &exitError{exitFailed, errors.New("an expectation failed")}
