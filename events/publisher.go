@@ -6,10 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,12 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrPublisherClosed is returned by Close when it is called twice.
-var ErrPublisherClosed = errors.New("events: publisher closed")
-
-// seqBlock is how many sequences are reserved on disk at a time: a restart skips at most this
-// many, and the sequence file is written once per block instead of once per event.
-const seqBlock = 1024
+// Errors of the publisher.
+var (
+	// ErrPublisherClosed is returned by Close when it is called twice.
+	ErrPublisherClosed = errors.New("events: publisher closed")
+	// ErrNotConnected wraps a failed publish while the client has no server: nats.go then
+	// reports odd reasons, such as headers not being supported before the first connect.
+	ErrNotConnected = errors.New("events: not connected to NATS")
+)
 
 // PublisherConfig configures one node's publisher.
 type PublisherConfig struct {
@@ -67,8 +65,16 @@ type Publisher struct {
 	sample   *Envelope
 	stats    PublisherStats
 	closed   bool
+	// queued holds when each unsent envelope was queued, for the latency metric.
+	queued map[*Envelope]time.Time
+
+	metrics *publisherMetrics
 
 	outbox outbox
+	// failStreak counts failed attempts since the last success, failSince is when the first
+	// of them was; only the run goroutine uses them.
+	failStreak int
+	failSince  time.Time
 
 	wake chan struct{}
 	stop chan struct{}
@@ -100,6 +106,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "events"),
 		outbox: outbox{path: cfg.OutboxFile},
+		queued: make(map[*Envelope]time.Time),
 		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -108,7 +115,11 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
+	if start == 0 {
+		start = freshSeq()
+	}
 	p.seq, p.reserved = start, start
+	p.metrics = newPublisherMetrics(p)
 	left, torn, err := p.outbox.load()
 	if err != nil {
 		return nil, err
@@ -120,6 +131,9 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		p.log.Info("resending transitions from the outbox", "count", len(left))
 	}
 	p.pending, p.durable = left, len(left)
+	for _, env := range left {
+		p.queued[env] = time.Now()
+	}
 	go p.run()
 	return p, nil
 }
@@ -169,9 +183,11 @@ func (p *Publisher) enqueue(typ string, at time.Time, data any) {
 		p.log.Error("event not encoded", "type", typ, "err", err)
 		return
 	}
+	p.queued[env] = time.Now()
 	if typ == TypeLoadSample {
 		if p.sample != nil {
 			p.stats.Coalesced++
+			delete(p.queued, p.sample)
 		}
 		p.sample = env
 	} else {
@@ -202,6 +218,12 @@ func (p *Publisher) nextSeqLocked() uint64 {
 func (p *Publisher) run() {
 	defer close(p.done)
 	for {
+		// Close may give up on a long queue while NATS is up: look for it between sends.
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
 		env, isSample := p.next()
 		if env == nil {
 			select {
@@ -215,10 +237,7 @@ func (p *Publisher) run() {
 			p.persist()
 		}
 		if err := p.publish(env); err != nil {
-			p.mu.Lock()
-			p.stats.Failures++
-			p.mu.Unlock()
-			p.log.Warn("event publish failed, will retry", "id", env.ID, "type", env.Type, "err", err)
+			p.failed(env, err)
 			select {
 			case <-time.After(p.cfg.RetryDelay):
 			case <-p.stop:
@@ -226,8 +245,35 @@ func (p *Publisher) run() {
 			}
 			continue
 		}
+		p.recovered()
 		p.sent(env, isSample)
 	}
+}
+
+// failed counts a failed attempt. Only the first of a streak is a warning: NATS away for an
+// hour would otherwise log two lines a second.
+func (p *Publisher) failed(env *Envelope, err error) {
+	p.mu.Lock()
+	p.stats.Failures++
+	p.mu.Unlock()
+	p.failStreak++
+	if p.failStreak == 1 {
+		p.failSince = time.Now()
+		p.log.Warn("event publish failed; retrying until NATS acknowledges, mail is not held up",
+			"id", env.ID, "type", env.Type, "err", err)
+		return
+	}
+	p.log.Debug("event publish failed again", "id", env.ID, "attempts", p.failStreak, "err", err)
+}
+
+// recovered ends a streak of failures, saying how long it lasted.
+func (p *Publisher) recovered() {
+	if p.failStreak == 0 {
+		return
+	}
+	p.log.Info("events flowing again", "failed_attempts", p.failStreak,
+		"after", time.Since(p.failSince).Round(time.Millisecond))
+	p.failStreak = 0
 }
 
 // next picks what to send: transitions first and in order, then the latest sample.
@@ -243,6 +289,10 @@ func (p *Publisher) next() (*Envelope, bool) {
 func (p *Publisher) sent(env *Envelope, isSample bool) {
 	p.mu.Lock()
 	p.stats.Published++
+	if at, ok := p.queued[env]; ok {
+		p.metrics.observe(isSample, time.Since(at))
+		delete(p.queued, env)
+	}
 	if isSample {
 		if p.sample == env {
 			p.sample = nil
@@ -252,6 +302,10 @@ func (p *Publisher) sent(env *Envelope, isSample bool) {
 	}
 	p.pending = p.pending[1:]
 	p.durable--
+	if p.outbox.path == "" {
+		p.mu.Unlock()
+		return
+	}
 	left := append([]*Envelope(nil), p.pending[:p.durable]...)
 	p.mu.Unlock()
 
@@ -297,6 +351,9 @@ func (p *Publisher) publish(env *Envelope) error {
 	defer cancel()
 	start := time.Now()
 	if _, err := p.cfg.JS.PublishMsg(ctx, msg); err != nil {
+		if nc := p.cfg.JS.Conn(); nc != nil && !nc.IsConnected() {
+			return fmt.Errorf("%w (%s): %v", ErrNotConnected, nc.Status(), err)
+		}
 		return err
 	}
 	p.mu.Lock()
@@ -337,58 +394,4 @@ func (p *Publisher) Close(ctx context.Context) error {
 	close(p.stop)
 	<-p.done
 	return nil
-}
-
-func readSeq(path string) (uint64, error) {
-	if path == "" {
-		return 0, nil
-	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("events: sequence file: %w", err)
-	}
-	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("events: sequence file %s: %q is not a number", path, b)
-	}
-	// The file holds the first unreserved sequence; the last one used is before it.
-	if n > 0 {
-		n--
-	}
-	return n, nil
-}
-
-// writeSeq replaces the sequence file atomically and durably.
-func writeSeq(path string, next uint64) error {
-	if path == "" {
-		return nil
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(f, "%d\n", next); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/mtastress/mtastress/testenv"
 )
 
-func startJetStream(t *testing.T) (*testenv.NATS, jetstream.JetStream) {
+func startJetStream(t testing.TB) (*testenv.NATS, jetstream.JetStream) {
 	t.Helper()
 	ns, err := testenv.StartNATS(testenv.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
@@ -44,7 +44,7 @@ func startJetStream(t *testing.T) (*testenv.NATS, jetstream.JetStream) {
 }
 
 // readAll fetches every message of a stream, decoded, waiting until want have arrived.
-func readAll(t *testing.T, js jetstream.JetStream, stream string, want int) []*Event {
+func readAll(t testing.TB, js jetstream.JetStream, stream string, want int) []*Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -248,5 +248,29 @@ func TestOutboxKeepsTransitionsAcrossARestartWhileNATSIsAway(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(cfg.OutboxFile); len(b) != 0 {
 		t.Fatalf("outbox not emptied after the ack: %q", b)
+	}
+}
+
+// TestAFreshPublisherStartsAboveEveryEarlierSequence: without a sequence file (a wiped spool, a
+// new replay against a NATS that keeps old events) a publisher must not start again at 1, or
+// consumers that skip what they have seen would skip its events.
+func TestAFreshPublisherStartsAboveEveryEarlierSequence(t *testing.T) {
+	_, js := startJetStream(t)
+	var last uint64
+	for run := range 2 {
+		p, err := NewPublisher(PublisherConfig{Node: testNode, JS: js})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Entered(StressTransition{Episode: "edge.edge-1.1", Entered: time.Now().UTC()})
+		if err := p.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got := readAll(t, js, StreamEvents, run+1)
+		seq := got[run].Seq
+		if seq <= last {
+			t.Fatalf("run %d sent sequence %d, not above the earlier %d", run, seq, last)
+		}
+		last = seq
 	}
 }

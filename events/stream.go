@@ -23,18 +23,42 @@ const (
 const (
 	EventsMaxAge = 8 * 24 * time.Hour
 	LoadMaxAge   = 24 * time.Hour
-	// DuplicateWindow is the stream's de-duplication window on Nats-Msg-Id. It is only a first
-	// line: consumers also skip sequences they have applied.
-	DuplicateWindow = 10 * time.Minute
+)
+
+// Duplicate windows: how long a stream remembers a Nats-Msg-Id to drop a second copy.
+//
+// A copy is only made when an attempt was stored but its ack was lost, and the publisher, which
+// retries forever, sends the same id again. While the MTA runs, that retry follows within
+// seconds; after a crash it follows the restart, so the window must outlast an MTA being down.
+// No window covers "forever": it is the first line, and consumers skip sequences of a source
+// they have applied (see docs/events.md).
+const (
+	// EventsDuplicateWindow covers a node down for a day. Transitions are a few a day per node,
+	// so the ids the server keeps for it cost next to nothing.
+	EventsDuplicateWindow = 24 * time.Hour
+	// LoadDuplicateWindow is short: a node sends a sample a second, and the server keeps every
+	// id in the window in memory. A duplicate sample is harmless to the rules anyway.
+	LoadDuplicateWindow = 10 * time.Minute
+	// DuplicateWindow is the load stream's window.
+	//
+	// Deprecated: use LoadDuplicateWindow or EventsDuplicateWindow.
+	DuplicateWindow = LoadDuplicateWindow
+)
+
+// Replicas of the streams: one on a single server, three on a cluster (a three-replica stream
+// stays writable with one server of three gone).
+const (
+	ReplicasSingle  = 1
+	ReplicasCluster = 3
+	// maxReplicas is JetStream's own limit.
+	maxReplicas = 5
 )
 
 var ErrStreamSetup = errors.New("events: stream setup failed")
 
-// StreamConfigs returns the configuration of both streams.
+// StreamConfigs returns the configuration of both streams. replicas below 1 means 1.
 func StreamConfigs(replicas int) []jetstream.StreamConfig {
-	if replicas < 1 {
-		replicas = 1
-	}
+	replicas = max(replicas, ReplicasSingle)
 	return []jetstream.StreamConfig{
 		{
 			Name:        StreamEvents,
@@ -42,7 +66,7 @@ func StreamConfigs(replicas int) []jetstream.StreamConfig {
 			Subjects:    []string{SubjectAllStress},
 			Storage:     jetstream.FileStorage,
 			MaxAge:      EventsMaxAge,
-			Duplicates:  DuplicateWindow,
+			Duplicates:  EventsDuplicateWindow,
 			Replicas:    replicas,
 		},
 		{
@@ -51,19 +75,41 @@ func StreamConfigs(replicas int) []jetstream.StreamConfig {
 			Subjects:    []string{SubjectAllLoad},
 			Storage:     jetstream.FileStorage,
 			MaxAge:      LoadMaxAge,
-			Duplicates:  DuplicateWindow,
+			Duplicates:  LoadDuplicateWindow,
 			Replicas:    replicas,
 		},
 	}
 }
 
 // EnsureStreams creates both streams, or updates them to this configuration. It is idempotent,
-// so every MTA node and alert service may call it at start.
+// so every MTA node and alert service may call it at start. Raising replicas on a cluster
+// scales an existing stream up; a single server refuses more than one replica.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	if replicas > maxReplicas {
+		return fmt.Errorf("%w: %d replicas, JetStream allows at most %d", ErrStreamSetup, replicas, maxReplicas)
+	}
 	for _, cfg := range StreamConfigs(replicas) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrStreamSetup, cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// CurrentReplicas is the most replicas either stream has, or 1 when neither exists yet. A tool
+// that joins an operator's NATS (a replay with --nats) passes it to EnsureStreams, so that it
+// never rescales the operator's streams.
+func CurrentReplicas(ctx context.Context, js jetstream.JetStream) (int, error) {
+	n := ReplicasSingle
+	for _, name := range []string{StreamEvents, StreamLoad} {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s: %v", ErrStreamSetup, name, err)
+		}
+		n = max(n, s.CachedInfo().Config.Replicas)
+	}
+	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,9 @@ const (
 	// waits 2 minutes for sibling nodes' entries; in a replay every node shares one process and
 	// one clock, so a few seconds cover the same burst.
 	replaySettle = 3 * time.Second
+	// The alert service's consumer and bucket on an external NATS (StackOptions.NATSURL).
+	replayDurable = "mtastress-replay"
+	replayBucket  = "mtastress_replay"
 )
 
 // ErrEnvironment means the embedded stack could not start (exit code 3).
@@ -39,19 +43,26 @@ var ErrEnvironment = errors.New("environment could not start")
 // per scenario node and the alert service, in this process, on one shared clock.
 type Stack struct {
 	clock   *Clock
-	NATS    *testenv.NATS
+	NATS    *testenv.NATS        // the embedded server; nil with NATSURL or NATSCluster
+	Cluster *testenv.NATSCluster // with StackOptions.NATSCluster
 	MailHog *testenv.MailHog
 	Sink    *testenv.Sink
 	Nodes   []*StackNode
 	Alerts  *alerts.Service
 
-	log         *slog.Logger
-	dir         string
-	conns       []*nats.Conn
-	httpServers []*http.Server
-	stopAlerts  context.CancelFunc
-	alertsDone  chan error
-	closed      bool
+	log      *slog.Logger
+	dir      string
+	natsURL  string // what every connection of the stack dials; a list for a cluster
+	replicas int    // of the streams and the alert bucket
+	// alertsDurable and alertsBucket are "" (the alert service's defaults) on a NATS of the
+	// stack's own. On an external one they are the replay's, so that a replay never shares a
+	// production alert service's consumer (it would take half its events) or its state.
+	alertsDurable, alertsBucket string
+	conns                       []*nats.Conn
+	httpServers                 []*http.Server
+	stopAlerts                  context.CancelFunc
+	alertsDone                  chan error
+	closed                      bool
 }
 
 // StackNode is one MTA of the stack.
@@ -71,6 +82,14 @@ type StackOptions struct {
 	Catalog *scenarios.Catalog
 	// Metrics serves each node's Prometheus registry on 127.0.0.1, as `mtastress dev` shows.
 	Metrics bool
+	// NATSURL is an external NATS (comma-separated URLs for a cluster): the stack starts no
+	// NATS of its own and sets its streams up there, keeping the replicas of streams that exist
+	// (one for new ones), with an alert consumer and bucket of its own. A scenario with a skip
+	// is refused (ErrNotSupported): its events would be days ahead of every other clock there.
+	NATSURL string
+	// NATSCluster runs the stack on testenv's three-server cluster, streams and bucket with
+	// three replicas. Ignored with NATSURL.
+	NATSCluster bool
 }
 
 // StartStack starts everything a scenario needs. On error it stops what it started.
@@ -78,6 +97,11 @@ func StartStack(ctx context.Context, sc *scenarios.Scenario, opts StackOptions) 
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.NATSURL != "" {
+		if err := refuseSkips(sc); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "mtastress-stack-")
 	if err != nil {
@@ -91,7 +115,7 @@ func StartStack(ctx context.Context, sc *scenarios.Scenario, opts StackOptions) 
 		}
 	}()
 
-	if st.NATS, err = testenv.StartNATS(testenv.NATSOptions{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+	if err := st.startNATS(opts); err != nil {
 		return st, err
 	}
 	if st.MailHog, err = testenv.StartMailHog(); err != nil {
@@ -104,7 +128,12 @@ func StartStack(ctx context.Context, sc *scenarios.Scenario, opts StackOptions) 
 	if err != nil {
 		return st, err
 	}
-	if err := events.EnsureStreams(ctx, js, 1); err != nil {
+	if opts.NATSURL != "" {
+		if st.replicas, err = externalReplicas(ctx, js, opts.NATSURL); err != nil {
+			return st, err
+		}
+	}
+	if err := events.EnsureStreams(ctx, js, st.replicas); err != nil {
 		return st, err
 	}
 	if err := st.startAlerts(opts.Catalog); err != nil {
@@ -123,9 +152,52 @@ func StartStack(ctx context.Context, sc *scenarios.Scenario, opts StackOptions) 
 	return st, nil
 }
 
+// startNATS starts the stack's NATS, or only notes the external one.
+func (st *Stack) startNATS(opts StackOptions) (err error) {
+	store := filepath.Join(st.dir, "nats")
+	switch {
+	case opts.NATSURL != "":
+		st.natsURL = opts.NATSURL
+		st.alertsDurable, st.alertsBucket = replayDurable, replayBucket
+	case opts.NATSCluster:
+		st.Cluster, err = testenv.StartNATSCluster(testenv.NATSClusterOptions{StoreDir: store})
+		if err == nil {
+			st.natsURL, st.replicas = strings.Join(st.Cluster.URLs(), ","), events.ReplicasCluster
+		}
+	default:
+		st.NATS, err = testenv.StartNATS(testenv.NATSOptions{StoreDir: store})
+		if err == nil {
+			st.natsURL, st.replicas = st.NATS.URL(), events.ReplicasSingle
+		}
+	}
+	return err
+}
+
+// externalReplicas joins an operator's streams as they are: a replay must never rescale them.
+func externalReplicas(ctx context.Context, js jetstream.JetStream, url string) (int, error) {
+	n, err := events.CurrentReplicas(ctx, js)
+	if err != nil && !js.Conn().IsConnected() {
+		return 0, fmt.Errorf("no NATS server answered at %s: %v", url, err)
+	}
+	return n, err
+}
+
+func refuseSkips(sc *scenarios.Scenario) error {
+	for _, ph := range sc.Phases {
+		if ph.Skip {
+			return fmt.Errorf("%w: phase %s skips time, which an external NATS cannot follow",
+				ErrNotSupported, ph.Name)
+		}
+	}
+	return nil
+}
+
+// NATSURL is the NATS the stack uses: a comma-separated list for a cluster.
+func (st *Stack) NATSURL() string { return st.natsURL }
+
 // jetStream opens a NATS connection of the stack's own, closed with the stack.
 func (st *Stack) jetStream(name string) (jetstream.JetStream, error) {
-	nc, err := nats.Connect(st.NATS.URL(), nats.Name("mtastress-"+name),
+	nc, err := nats.Connect(st.natsURL, nats.Name("mtastress-"+name),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
@@ -145,6 +217,9 @@ func (st *Stack) startAlerts(cat *scenarios.Catalog) error {
 		From:         alertsFrom,
 		Relay:        st.MailHog.SMTPAddr(),
 		Catalog:      cat,
+		Replicas:     st.replicas,
+		Durable:      st.alertsDurable,
+		Bucket:       st.alertsBucket,
 		Clock:        st.clock,
 		Logger:       st.log,
 		SettleWindow: replaySettle,
@@ -191,6 +266,9 @@ func (st *Stack) startNode(sc *scenarios.Scenario, n scenarios.Node) error {
 		pub.Close(context.Background())
 		return err
 	}
+	// The publisher's own series (coalesced samples, outbox depth, publish latency) sit beside
+	// the node's, so `mtastress dev` shows them on one /metrics.
+	pub.RegisterMetrics(srv.Registry())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		srv.Close()
@@ -290,6 +368,9 @@ func (st *Stack) Close() {
 	}
 	if st.NATS != nil {
 		st.NATS.Stop()
+	}
+	if st.Cluster != nil {
+		st.Cluster.Stop()
 	}
 	os.RemoveAll(st.dir)
 }

@@ -17,10 +17,7 @@ const natsReadyTimeout = 10 * time.Second
 
 // NATSOptions configures StartNATS. The zero value is a JetStream server on a
 // random port with a fresh store that Stop removes.
-//
-// Cluster fields (name, route ports, peers) will be added here; a cluster
-// needs every server's routes at start, so they belong to the options, not
-// to a later call.
+// A three-server cluster is StartNATSCluster's.
 type NATSOptions struct {
 	// StoreDir is the JetStream store. "" means a fresh directory from
 	// os.MkdirTemp, removed by Stop. The default store of nats-server is
@@ -64,10 +61,22 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 // start runs a new server on n.port and records the port it bound.
 // The caller holds mu, or n is not shared yet.
 func (n *NATS) start() error {
-	logs := &natsErrorLog{}
-	srv, err := server.NewServer(n.serverOptions())
+	srv, err := runServer(n.serverOptions())
 	if err != nil {
-		return fmt.Errorf("testenv: nats options: %w", err)
+		return err
+	}
+	n.srv = srv
+	n.port = srv.Addr().(*net.TCPAddr).Port
+	return nil
+}
+
+// runServer starts one server with JetStream and returns once it accepts
+// clients, or shuts it down again and says why it did not.
+func runServer(opts *server.Options) (*server.Server, error) {
+	logs := &natsErrorLog{}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: nats options: %w", err)
 	}
 	// NoLog leaves the server without a logger; this one keeps only errors,
 	// so a failed start can say why without printing anything.
@@ -78,19 +87,17 @@ func (n *NATS) start() error {
 	srv.Start()
 	if srv.Addr() == nil {
 		shutdownNATS(srv)
-		return fmt.Errorf("testenv: nats did not start%s", logs.reason())
+		return nil, fmt.Errorf("testenv: nats did not start%s", logs.reason())
 	}
 	if !srv.ReadyForConnections(natsReadyTimeout) {
 		shutdownNATS(srv)
-		return fmt.Errorf("%w: nats after %s%s", ErrNotReady, natsReadyTimeout, logs.reason())
+		return nil, fmt.Errorf("%w: nats after %s%s", ErrNotReady, natsReadyTimeout, logs.reason())
 	}
 	if !srv.JetStreamEnabled() {
 		shutdownNATS(srv)
-		return fmt.Errorf("%w: nats without jetstream%s", ErrNotReady, logs.reason())
+		return nil, fmt.Errorf("%w: nats without jetstream%s", ErrNotReady, logs.reason())
 	}
-	n.srv = srv
-	n.port = srv.Addr().(*net.TCPAddr).Port
-	return nil
+	return srv, nil
 }
 
 // serverOptions builds fresh options each time: NewServer fills in defaults

@@ -27,7 +27,9 @@ func newReplay(g *globals) *cobra.Command {
 		Short: "Replay an email-attack scenario against the embedded stack and check the alerts",
 		Long: `Replay starts NATS, MailHog, a next-hop sink, one MTA per scenario node and the alert
 service in this process, runs the scenario's traffic over real SMTP, waits for the spools to
-drain, and checks the alerts in MailHog against the scenario's expectations.
+drain, and checks the alerts in MailHog against the scenario's expectations. With --nats
+alone, they use that NATS instead of starting one (see docs/events.md); with --mta, the replay
+follows running systems.
 
 Exit codes: 0 every expectation held; 1 an expectation failed; 2 bad input; 3 the
 environment could not start.`,
@@ -45,7 +47,9 @@ environment could not start.`,
 	cmd.Flags().StringSliceVar(&remote.MTAs, "mta", nil,
 		"replay against running MTAs instead of embedded ones: `host:port[,host:port]`, one per scenario node in topology order")
 	cmd.Flags().StringVar(&remote.MailHogURL, "mailhog", "", "with --mta: the `URL` of the MailHog API the alerts reach")
-	cmd.Flags().StringVar(&remote.NATSURL, "nats", "", "with --mta: the NATS `URL` the nodes publish their load on")
+	cmd.Flags().StringVar(&remote.NATSURL, "nats", "",
+		"NATS `URL` (comma-separated for a cluster): with --mta, where the nodes publish their load; "+
+			"alone, the embedded MTAs and alert service use it instead of an embedded NATS")
 	return cmd
 }
 
@@ -89,10 +93,14 @@ func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string,
 func replayTarget(ctx context.Context, sc *scenarios.Scenario, cat *scenarios.Catalog, log *slog.Logger,
 	remote simulator.RemoteOptions) (simulator.Target, func(), error) {
 	if len(remote.MTAs) == 0 {
-		if remote.MailHogURL != "" || remote.NATSURL != "" {
-			return nil, nil, &exitError{exitBadInput, errors.New("--mailhog and --nats go with --mta")}
+		if remote.MailHogURL != "" {
+			return nil, nil, &exitError{exitBadInput, errors.New("--mailhog goes with --mta")}
 		}
-		st, err := simulator.StartStack(ctx, sc, simulator.StackOptions{Logger: log, Catalog: cat.WithOverrides(sc.Models)})
+		st, err := simulator.StartStack(ctx, sc, simulator.StackOptions{Logger: log, Catalog: cat.WithOverrides(sc.Models),
+			NATSURL: remote.NATSURL})
+		if errors.Is(err, simulator.ErrNotSupported) {
+			return nil, nil, &exitError{exitBadInput, err}
+		}
 		if err != nil {
 			return nil, nil, err
 		}
