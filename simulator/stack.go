@@ -268,7 +268,9 @@ func (st *Stack) startNode(sc *scenarios.Scenario, n scenarios.Node) error {
 	}
 	// The publisher's own series (coalesced samples, outbox depth, publish latency) sit beside
 	// the node's, so `mtastress dev` shows them on one /metrics.
-	pub.RegisterMetrics(srv.Registry())
+	if err := pub.RegisterMetrics(srv.Registry()); err != nil {
+		log.Warn("event metrics not registered", "node", n.Name, "err", err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		srv.Close()
