@@ -91,6 +91,10 @@ type Config struct {
 	// before each further one counts as an error.
 	JunkLimit, StressJunkLimit int
 
+	// RateLimits caps connections (421 4.7.0), messages and recipients (450 4.7.1) per client
+	// address and minute. Off by default, as in Postfix.
+	RateLimits RateLimits
+
 	// MaxMessageBytes and MaxRecipients limit one message (552 5.3.4, 452 4.5.3).
 	MaxMessageBytes int64
 	MaxRecipients   int
@@ -235,6 +239,18 @@ func (c Config) validateRouting() error {
 	for _, p := range c.RelayNetworks {
 		if !p.IsValid() {
 			return bad("relay network %v is not valid", p)
+		}
+	}
+	return c.RateLimits.validate()
+}
+
+func (r RateLimits) validate() error {
+	if r.ConnectionsPerMinute < 0 || r.MessagesPerMinute < 0 || r.RecipientsPerMinute < 0 {
+		return fmt.Errorf("%w: rate limits must not be negative", ErrInvalidConfig)
+	}
+	for _, p := range r.Exempt {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: rate limit exempt network %v is not valid", ErrInvalidConfig, p)
 		}
 	}
 	return nil

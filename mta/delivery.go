@@ -144,11 +144,30 @@ func (d *delivery) attempt(j *job) {
 		hops = append(hops, h)
 	}
 	slices.Sort(hops)
+	// A handle of this attempt's own: a fresh open per attempt also means that a read error
+	// is never sticky across retries.
+	f, err := d.srv.spool.open(q)
+	if err != nil {
+		d.settle(j, d.spoolFailed(q, err, hops, groups))
+		return
+	}
+	defer f.Close()
 	var results []rcptResult
 	for _, hop := range hops {
-		results = append(results, d.sendHop(hop, q, groups[hop])...)
+		results = append(results, d.sendHop(hop, q, f, groups[hop])...)
 	}
 	d.settle(j, results)
+}
+
+// spoolFailed defers every recipient of a message the spool could not open; the next attempt
+// opens afresh.
+func (d *delivery) spoolFailed(q *queued, err error, hops []string, groups map[string][]int) []rcptResult {
+	d.srv.spoolReadFailed(q, err)
+	var out []rcptResult
+	for _, hop := range hops {
+		out = append(out, spoolResults(hop, groups[hop], err)...)
+	}
+	return out
 }
 
 // settle applies an attempt's results: delivered recipients are marked, failed ones bounced,
@@ -246,10 +265,11 @@ func (d *delivery) stop(ctx context.Context) {
 // nextHop is the relay for a recipient: its domain's transport, else the default relay.
 func (s *Server) nextHop(rcpt string) string {
 	_, domain, _ := strings.Cut(rcpt, "@")
-	if hop, ok := s.cfg.Transports[strings.ToLower(domain)]; ok {
+	rt := s.routing.Load()
+	if hop, ok := rt.transports[strings.ToLower(domain)]; ok {
 		return hop
 	}
-	return s.cfg.Relay
+	return rt.relay
 }
 
 // jobHeap orders jobs by their next attempt.
@@ -265,4 +285,12 @@ func (h *jobHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return j
+}
+
+// spoolReadFailed logs a message the spool could not read, at error level: unlike a next
+// hop's 4xx it is this node's fault, and an operator must look at the disk.
+func (s *Server) spoolReadFailed(q *queued, err error) {
+	s.metrics.spoolReadErrors.Inc()
+	s.log.Error("message not readable from the spool; kept for retry", "component", "delivery",
+		"queue_id", q.env.ID, "segment", q.seg.name(), "err", err)
 }

@@ -93,7 +93,12 @@ func (s *Server) buildDSN(id string, q *queued, failed []rcptResult, now time.Ti
 	w("--%s", boundary)
 	w("Content-Type: text/rfc822-headers")
 	w("")
-	b.Write(s.spool.headers(q))
+	hdr, err := s.spool.headers(q)
+	if err != nil {
+		// The bounce still goes, without the headers: the sender learns of the failure.
+		s.spoolReadFailed(q, err)
+	}
+	b.Write(hdr)
 	w("")
 	w("--%s--", boundary)
 	return b.Bytes()

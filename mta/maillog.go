@@ -1,6 +1,8 @@
 package mta
 
 import (
+	"context"
+	"log/slog"
 	"time"
 )
 
@@ -36,10 +38,17 @@ func (s *Server) mailDelivered(q *queued, r rcptResult) {
 		"client", q.env.Client, "relay", r.hop, "code", r.code, "reply", r.text)
 }
 
+// mailDeferred logs a recipient kept for retry. A deferral this node caused (the spool could
+// not be read) is logged at error level: it is no next hop's ordinary 4xx.
 func (s *Server) mailDeferred(q *queued, r rcptResult, retry time.Time) {
 	s.metrics.deliveries.WithLabelValues("deferred", codeLabel(r.code)).Inc()
-	s.mailLog.Info("mail", "event", "deferred", "queue_id", q.env.ID, "from", q.env.From, "to", q.env.To[r.idx],
-		"client", q.env.Client, "relay", r.hop, "code", r.code, "reply", r.text, "retry_at", retry)
+	level := slog.LevelInfo
+	if r.local {
+		level = slog.LevelError
+	}
+	s.mailLog.Log(context.Background(), level, "mail", "event", "deferred", "queue_id", q.env.ID, "from", q.env.From,
+		"to", q.env.To[r.idx], "client", q.env.Client, "relay", r.hop, "code", r.code, "reply", r.text,
+		"local", r.local, "retry_at", retry)
 }
 
 // mailBounced logs a failed recipient; dsn names the bounce queued for it, "" when none was

@@ -18,6 +18,8 @@ type metrics struct {
 	deliveries      *prometheus.CounterVec // by outcome and reply code
 	slotWait        prometheus.Histogram
 	deliveryLatency prometheus.Histogram
+	spoolReadErrors prometheus.Counter
+	rateLimited     *prometheus.CounterVec // by kind
 }
 
 // Outcomes of a session, for the sessions counter.
@@ -44,6 +46,10 @@ func newMetrics(cfg Config, s *Server) *metrics {
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts(opts("deliveries_total",
 			"Recipient delivery outcomes (delivered, deferred, bounced), by the next hop's reply code.")),
 			[]string{"outcome", "code"}),
+		spoolReadErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("spool_read_errors_total",
+			"Spooled messages that could not be read back for delivery or a bounce; any is worth a look at the disk."))),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts(opts("rate_limited_total",
+			"Connections, messages and recipients refused by the per-client rate limits, by kind.")), []string{"kind"}),
 		slotWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "mtastress", Subsystem: "mta", Name: "slot_wait_seconds", ConstLabels: labels,
 			Help:    "How long connections waited for a session slot, granted or not.",
@@ -59,6 +65,7 @@ func newMetrics(cfg Config, s *Server) *metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts(name, help)), func() float64 { return f(s.Snapshot()) })
 	}
 	m.reg.MustRegister(m.sessions, m.accepted, m.rejected, m.deliveries, m.slotWait, m.deliveryLatency,
+		m.spoolReadErrors, m.rateLimited,
 		gauge("sessions_active", "Sessions holding a slot.", func(s Snapshot) float64 { return float64(s.Active) }),
 		gauge("sessions_waiting", "Connections waiting for a slot.", func(s Snapshot) float64 { return float64(s.Waiting) }),
 		gauge("stress", "1 while the node is in stress.", func(s Snapshot) float64 { return b2f(s.InStress) }),
@@ -67,6 +74,14 @@ func newMetrics(cfg Config, s *Server) *metrics {
 		gauge("queue_depth", "Messages in the spool not yet fully delivered or bounced.",
 			func(s Snapshot) float64 { return float64(s.QueueDepth) }),
 	)
+	for k := range rateKinds {
+		m.rateLimited.WithLabelValues(rateKindNames[k])
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "mtastress", Subsystem: "mta", Name: "client_rate_peak", Help: "The most " +
+				"connections, messages or recipients one client address attempted in one minute, since start.",
+			ConstLabels: prometheus.Labels{"node": cfg.Node, "cluster": cfg.Cluster, "kind": rateKindNames[k]},
+		}, func() float64 { return float64(s.rates.peak(k)) }))
+	}
 	limit := prometheus.NewGauge(prometheus.GaugeOpts(opts("process_limit", "The model's process limit: slots.")))
 	limit.Set(float64(cfg.Limit))
 	m.reg.MustRegister(limit)

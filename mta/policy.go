@@ -10,9 +10,10 @@ import (
 // checkRecipient applies the recipient policy and returns the address to queue. Local domains
 // take mail from anyone; other domains only from RelayNetworks, so the gateway is no open relay.
 func (s *Server) checkRecipient(to string, client netip.Addr) (string, *smtp.SMTPError) {
+	rt := s.routing.Load()
 	// RFC 5321 section 4.1.1.3: "postmaster" without a domain must be accepted.
 	if strings.EqualFold(to, "postmaster") {
-		return "postmaster@" + s.postmasterDomain(), nil
+		return "postmaster@" + s.postmasterDomain(rt), nil
 	}
 	// go-smtp has already dropped any source route ("@a,@b:user@c" arrives as "user@c"), so
 	// the route cannot be refused here; the final mailbox meets the policy below instead, which
@@ -22,22 +23,22 @@ func (s *Server) checkRecipient(to string, client netip.Addr) (string, *smtp.SMT
 		// RFC 5321 section 4.2.2: 553, mailbox name not allowed.
 		return "", smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Recipient address refused: %v", err)
 	}
-	if s.domains[a.Domain] {
+	if rt.domains[a.Domain] {
 		local := strings.ToLower(a.Local)
 		// RFC 5321 section 4.5.1: every domain that takes mail has a postmaster.
-		if len(s.users) > 0 && !s.users[local] && local != "postmaster" {
+		if len(rt.users) > 0 && !rt.users[local] && local != "postmaster" {
 			return "", errUnknownUser
 		}
 		return a.String(), nil
 	}
-	if s.relayAllowed(client) {
+	if rt.relayAllowed(client) {
 		return a.String(), nil
 	}
 	return "", errRelayDenied
 }
 
-func (s *Server) relayAllowed(ip netip.Addr) bool {
-	for _, p := range s.cfg.RelayNetworks {
+func (rt *routing) relayAllowed(ip netip.Addr) bool {
+	for _, p := range rt.relayNets {
 		if p.Contains(ip) {
 			return true
 		}
@@ -45,9 +46,9 @@ func (s *Server) relayAllowed(ip netip.Addr) bool {
 	return false
 }
 
-func (s *Server) postmasterDomain() string {
-	if len(s.cfg.Domains) > 0 {
-		return s.cfg.Domains[0]
+func (s *Server) postmasterDomain(rt *routing) string {
+	if rt.firstDom != "" {
+		return rt.firstDom
 	}
 	return s.cfg.Hostname
 }

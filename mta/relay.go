@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -26,6 +27,8 @@ type rcptResult struct {
 	code    int // 0 when there was no reply (connection failed)
 	enh     smtp.EnhancedCode
 	text    string
+	// local: the attempt failed on this node (the spool could not be read), not at the hop.
+	local bool
 }
 
 // Reuse limits for outbound connections.
@@ -38,14 +41,14 @@ const (
 // sendHop delivers q to the recipients idx through hop. A reused connection that fails before
 // any reply is presumed closed by the server while idle, and the transaction is tried once
 // more on a fresh one.
-func (d *delivery) sendHop(hop string, q *queued, idx []int) []rcptResult {
+func (d *delivery) sendHop(hop string, q *queued, f *os.File, idx []int) []rcptResult {
 	for try := 0; ; try++ {
 		pc, err := d.hops.get(d.attempts, hop)
 		if err != nil {
 			return allResults(hop, idx, true, 0, smtp.EnhancedCode{4, 4, 1}, "connection to next hop failed: "+err.Error())
 		}
 		stop := context.AfterFunc(d.attempts, func() { pc.conn.Close() })
-		res, connOK, fresh := d.transact(pc, q, idx, hop)
+		res, connOK, fresh := d.transact(pc, q, f, idx, hop)
 		stop()
 		if connOK {
 			d.hops.put(hop, pc)
@@ -60,7 +63,7 @@ func (d *delivery) sendHop(hop string, q *queued, idx []int) []rcptResult {
 
 // transact runs MAIL, RCPT and DATA. It reports whether the connection can be reused, and
 // whether it failed before any reply (then a fresh connection may be tried).
-func (d *delivery) transact(pc *hopClient, q *queued, idx []int, hop string) ([]rcptResult, bool, bool) {
+func (d *delivery) transact(pc *hopClient, q *queued, f *os.File, idx []int, hop string) ([]rcptResult, bool, bool) {
 	c := pc.c
 	if err := c.Mail(q.env.From, &smtp.MailOptions{Size: q.n}); err != nil {
 		r, ok := classify(err)
@@ -85,19 +88,24 @@ func (d *delivery) transact(pc *hopClient, q *queued, idx []int, hop string) ([]
 	if len(accepted) == 0 {
 		return results, c.Reset() == nil, false
 	}
-	res, ok := d.data(c, q, accepted, hop)
+	res, ok := d.data(c, q, f, accepted, hop)
 	return append(results, res...), ok, false
 }
 
 // data sends the message to the accepted recipients; the reply to the final dot is theirs.
-func (d *delivery) data(c *smtp.Client, q *queued, accepted []int, hop string) ([]rcptResult, bool) {
+func (d *delivery) data(c *smtp.Client, q *queued, f *os.File, accepted []int, hop string) ([]rcptResult, bool) {
 	w, err := c.Data()
 	if err != nil {
 		r, ok := classify(err)
 		return allResults(hop, accepted, r.temp, r.code, r.enh, r.text), ok
 	}
-	if _, err := io.Copy(w, d.srv.spool.reader(q)); err != nil {
-		_ = w.Close()
+	if _, err := io.Copy(w, messageReader(f, q)); err != nil {
+		// No final dot: it would have the hop accept a truncated message. The caller drops the
+		// connection instead, and RFC 5321 section 4.1.1.4 has the hop discard the transaction.
+		if errors.Is(err, errSpoolRead) {
+			d.srv.spoolReadFailed(q, err)
+			return spoolResults(hop, accepted, err), false
+		}
 		return allResults(hop, accepted, true, 0, smtp.EnhancedCode{4, 4, 2}, "sending message failed: "+err.Error()), false
 	}
 	if err := w.Close(); err != nil {
@@ -105,6 +113,16 @@ func (d *delivery) data(c *smtp.Client, q *queued, accepted []int, hop string) (
 		return allResults(hop, accepted, r.temp, r.code, r.enh, r.text), ok
 	}
 	return allResults(hop, accepted, false, 250, smtp.EnhancedCode{2, 0, 0}, "ok"), true
+}
+
+// spoolResults defers recipients because this node could not read the message (RFC 3463
+// 4.3.0: other or undefined mail system status).
+func spoolResults(hop string, idx []int, err error) []rcptResult {
+	out := allResults(hop, idx, true, 0, smtp.EnhancedCode{4, 3, 0}, err.Error())
+	for i := range out {
+		out[i].local = true
+	}
+	return out
 }
 
 // classify turns a client error into a result and whether the connection is still usable.

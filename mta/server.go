@@ -28,8 +28,8 @@ type Server struct {
 	spool    *spool
 	delivery *delivery
 	smtp     *smtp.Server
-	users    map[string]bool
-	domains  map[string]bool
+	routing  atomic.Pointer[routing] // swapped whole by Reload
+	rates    *rateLimiter
 
 	draining atomic.Bool
 	seq      atomic.Uint64 // session and queue id counter
@@ -75,8 +75,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, stopSampler: make(chan struct{}), samplerDone: make(chan struct{})}
 	s.log = cfg.Logger.With("node", cfg.Node)
 	s.mailLog = s.log.With("log", "mail")
-	s.users = lowerSet(cfg.Users)
-	s.domains = lowerSet(cfg.Domains)
+	s.routing.Store(newRouting(cfg))
+	s.rates = newRateLimiter(cfg.RateLimits, s.log.With("component", "rates"))
 	s.metrics = newMetrics(cfg, s)
 	s.pool = newSlotPool(s)
 	s.delivery = newDelivery(s)

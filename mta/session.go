@@ -32,6 +32,9 @@ var (
 	errSpoolFailed  = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure queueing message, try again")
 	errSpoolFull    = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue is full, try again later")
 	errDiskFull     = smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
+	// RFC 3463 4.7.1: delivery not authorized for now; the client may try again later.
+	errMailRate = smtpErr(450, smtp.EnhancedCode{4, 7, 1}, "Too much mail from your address, slow down")
+	errRcptRate = smtpErr(450, smtp.EnhancedCode{4, 7, 1}, "Too many recipients from your address, slow down")
 )
 
 // backend creates a session once the client has said EHLO or HELO.
@@ -78,6 +81,10 @@ func (s *session) Logout() error {
 // Mail takes the reverse-path. The null sender is allowed (RFC 5321 section 4.5.5): bounces
 // use it, and this gateway never bounces mail from it.
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if !s.allow(rateMessages) {
+		s.srv.mailRejected(s, from, "", errMailRate.Code, errMailRate.Message)
+		return errMailRate
+	}
 	if from != "" {
 		a, err := parseAddress(from)
 		if err != nil {
@@ -98,6 +105,9 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.allow(rateRecipients) {
+		return s.refuseLocked(to, errRcptRate)
+	}
 	if len(s.rcpts) >= s.srv.cfg.MaxRecipients {
 		return s.refuseLocked(to, errTooManyRcpts) // RFC 5321 section 4.5.3.1.10: 452, the client sends the rest later
 	}
@@ -110,6 +120,15 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.rcpts = append(s.rcpts, addr)
 	}
 	return nil
+}
+
+// allow asks the rate limiter for one more event of this client; exempt listeners skip it.
+func (s *session) allow(kind rateKind) bool {
+	if s.conn.exempt || s.srv.rates.allow(kind, s.conn.ip) {
+		return true
+	}
+	s.srv.rateLimited(kind, s.conn.ip)
+	return false
 }
 
 func (s *session) refuseLocked(to string, err *smtp.SMTPError) error {

@@ -16,13 +16,15 @@ import (
 // a slot. Until then the connection waits, first come first served, with its greeting held back,
 // as it would in Postfix's listen backlog.
 //
-// Lock order: slotPool.mu, then slotConn.mu. EventSink methods run under slotPool.mu.
+// Lock order: slotPool.mu, then slotConn.mu. EventSink methods run under slotPool.mu. The rate
+// limiter's lock is a leaf, taken under either.
 
 // Replies written before go-smtp ever sees the connection.
 const (
 	replyBusy     = "421 4.3.2 %s all slots busy, try again later"
 	replyCap      = "421 4.7.0 %s too many connections from your address, try again later"
 	replyShutdown = "421 4.3.2 %s service shutting down, try again later"
+	replyRate     = "421 4.7.0 %s connection rate limit reached, slow down"
 )
 
 // rejectWriteTimeout bounds the write of a 421 to a client that may not read.
@@ -81,11 +83,17 @@ func newSlotPool(srv *Server) *slotPool {
 // admit decides the fate of a freshly accepted connection. It never blocks on the client.
 func (p *slotPool) admit(l *slotListener, c net.Conn) {
 	ip := remoteIP(c)
+	// Asked before taking mu, so that the limiter's work is not done under the slot lock. Its
+	// lock is a leaf: it never takes another.
+	limited := !p.srv.rates.allow(rateConnections, ip)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case p.closed:
 		p.rejectLocked(c, replyShutdown)
+	case limited:
+		p.srv.rateLimited(rateConnections, ip)
+		p.rejectLocked(c, replyRate)
 	case p.perClient[ip] >= p.cfg.ClientCap:
 		// The cap counts holding and waiting connections alike: one address cannot fill the
 		// waiting line either.

@@ -39,6 +39,7 @@ var (
 	ErrSpoolFull  = errors.New("mta: spool full")
 	ErrDiskFull   = errors.New("mta: free disk below the threshold")
 	errSpoolWrite = errors.New("mta: spool write failed")
+	errSpoolRead  = errors.New("mta: spool read failed")
 	errSpoolShut  = errors.New("mta: spool closed")
 )
 
@@ -77,19 +78,28 @@ type queued struct {
 	done []bool
 }
 
+// segment is one .log file and its .done file. Its fields are guarded by spool.mu, except
+// that the committer reads size without it (it is the only writer).
 type segment struct {
-	num    uint64
-	f      *os.File // read-write: the committer appends, delivery reads with ReadAt
-	marks  *os.File // the .done file, append-only
-	size   int64
-	live   int  // messages not finished
-	sealed bool // recovered, or a write failed: never append to it again
+	num   uint64
+	f     *os.File // the committer's, for appending; closed when the segment goes
+	marks *os.File // the .done file, append-only
+	size  int64
+	live  int // messages not finished
+	// pending counts the messages of the batch being appended: until the committer has
+	// counted them live, the segment is not drained even if live is 0.
+	pending int
+	sealed  bool // recovered, or a write failed: never append to it again
 }
 
 type spool struct {
 	dir, queueDir, corruptDir string
 	log                       *slog.Logger
 	maxBytes, minFree         int64
+
+	// segmentMax and drainedRotate are the constants of the same names; tests shrink them to
+	// rotate often.
+	segmentMax, drainedRotate int64
 
 	reqs     chan *commitReq
 	w        *bufio.Writer // the committer's, reused across batches
@@ -124,6 +134,7 @@ func openSpool(dir string, maxBytes, minFree int64, log *slog.Logger) (*spool, [
 		log: log.With("component", "spool"), maxBytes: maxBytes, minFree: minFree,
 		reqs: make(chan *commitReq), stop: make(chan struct{}), loopDone: make(chan struct{}),
 		segs: make(map[uint64]*segment), nextSeg: 1, freeOK: true, w: bufio.NewWriterSize(nil, 256<<10),
+		segmentMax: segmentMax, drainedRotate: drainedRotate,
 	}
 	for _, d := range []string{sp.dir, sp.queueDir, sp.corruptDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -231,33 +242,22 @@ func (sp *spool) commitLoop() {
 
 // commit appends a batch to the active segment and fsyncs it once.
 func (sp *spool) commit(batch []*commitReq) {
-	seg, err := sp.activeSegment()
+	seg, err := sp.beginAppend(len(batch))
+	var size int64
 	if err == nil {
-		err = sp.appendBatch(seg, batch)
+		size, err = sp.appendBatch(seg, batch)
 	}
+	sp.endAppend(seg, len(batch), size, err)
 	if err != nil {
 		sp.log.Error("spool write failed; sealing segment", "segment", seg.name(), "err", err)
-		sp.mu.Lock()
-		if seg != nil {
-			// After a failed write or fsync the file's state is unknown: never append to it again.
-			seg.sealed = true
-			if sp.active == seg {
-				sp.active = nil
-			}
-		}
-		sp.mu.Unlock()
 		for _, r := range batch {
 			r.err = fmt.Errorf("%w: %v", errSpoolWrite, err)
 		}
-		return
 	}
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	seg.live += len(batch)
-	sp.live += len(batch)
 }
 
-func (sp *spool) appendBatch(seg *segment, batch []*commitReq) error {
+// appendBatch writes the batch after seg's last record and returns seg's new size.
+func (sp *spool) appendBatch(seg *segment, batch []*commitReq) (int64, error) {
 	w := sp.w
 	w.Reset(seg.f)
 	off := seg.size
@@ -280,18 +280,54 @@ func (sp *spool) appendBatch(seg *segment, batch []*commitReq) error {
 		off += size
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return 0, err
 	}
-	seg.size = off
 	// The one fsync the whole batch shares; nobody hears 250 before it returns.
-	return seg.f.Sync()
+	return off, seg.f.Sync()
 }
 
-// activeSegment returns the segment to append to, starting a new one when needed.
-func (sp *spool) activeSegment() (*segment, error) {
+// beginAppend returns the segment to append n messages to, holding it against removal until
+// endAppend: a delivery that finishes the segment's last live message meanwhile must not
+// close the file under the committer.
+func (sp *spool) beginAppend(n int) (*segment, error) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if a := sp.active; a != nil && !a.sealed && a.size < segmentMax {
+	seg, err := sp.activeSegmentLocked()
+	if err != nil {
+		return nil, err
+	}
+	seg.pending += n
+	return seg, nil
+}
+
+// endAppend counts a written batch live, or seals the segment after a failed write.
+func (sp *spool) endAppend(seg *segment, n int, size int64, err error) {
+	if seg == nil {
+		return
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	seg.pending -= n
+	if err == nil {
+		seg.size = size
+		seg.live += n
+		sp.live += n
+		return
+	}
+	// After a failed write or fsync the file's state is unknown: never append to it again.
+	seg.sealed = true
+	if sp.active == seg {
+		sp.active = nil
+	}
+	if seg.live == 0 {
+		sp.removeLocked(seg)
+	}
+}
+
+// activeSegmentLocked returns the segment to append to, starting a new one when needed.
+// Caller holds mu and is the committer.
+func (sp *spool) activeSegmentLocked() (*segment, error) {
+	if a := sp.active; a != nil && !a.sealed && a.size < sp.segmentMax {
 		return a, nil
 	}
 	old := sp.active
@@ -300,7 +336,7 @@ func (sp *spool) activeSegment() (*segment, error) {
 		return nil, err
 	}
 	sp.active = seg
-	if old != nil && old.live == 0 {
+	if old != nil && old.live == 0 && old.pending == 0 {
 		sp.removeLocked(old)
 	}
 	return seg, nil
@@ -329,18 +365,51 @@ func (sp *spool) createSegmentLocked() (*segment, error) {
 	return seg, nil
 }
 
-// reader returns the message data of q.
-func (sp *spool) reader(q *queued) io.Reader { return io.NewSectionReader(q.seg.f, q.off, q.n) }
+// open returns a handle of q's segment for reading, which the caller closes. Every reader
+// opens its own: the committer's handle is closed when the segment goes, and a read must not
+// depend on when another goroutine does that. A segment is never removed while a message in
+// it is live, so the name is there while q is being delivered.
+func (sp *spool) open(q *queued) (*os.File, error) {
+	f, err := os.Open(sp.segPath(q.seg.num, ".log"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errSpoolRead, err)
+	}
+	return f, nil
+}
+
+// messageReader reads q's message data from f, a handle from open. Its read errors wrap errSpoolRead,
+// so that delivery can tell the spool's failures from the next hop's.
+func messageReader(f *os.File, q *queued) io.Reader {
+	return spoolReader{io.NewSectionReader(f, q.off, q.n)}
+}
+
+type spoolReader struct{ r io.Reader }
+
+func (r spoolReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: %v", errSpoolRead, err)
+	}
+	return n, err
+}
 
 // headers returns the header section of q (at most 64 KiB), for bounces.
-func (sp *spool) headers(q *queued) []byte {
+func (sp *spool) headers(q *queued) ([]byte, error) {
+	f, err := sp.open(q)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
 	b := make([]byte, min(q.n, 64<<10))
-	n, _ := q.seg.f.ReadAt(b, q.off)
+	n, err := f.ReadAt(b, q.off)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("%w: %v", errSpoolRead, err)
+	}
 	b = b[:n]
 	if i := indexBlankLine(b); i >= 0 {
-		return b[:i]
+		return b[:i], nil
 	}
-	return b
+	return b, nil
 }
 
 // markDone records that the recipients at idx are finished, delivered or bounced.
@@ -366,10 +435,11 @@ func (sp *spool) finish(q *queued) {
 	sp.live--
 	sp.bytes -= q.size
 	switch {
-	case seg.live > 0:
+	case seg.live > 0 || seg.pending > 0:
+		// Still in use; a batch being appended makes it live again when the fsync returns.
 	case seg != sp.active:
 		sp.removeLocked(seg)
-	case seg.size >= drainedRotate:
+	case seg.size >= sp.drainedRotate:
 		// Drained and big: start afresh at the next message instead of keeping the file.
 		sp.active = nil
 		sp.removeLocked(seg)

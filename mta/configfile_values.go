@@ -1,0 +1,252 @@
+package mta
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mtastress/mtastress/events"
+)
+
+// Readers of single values. Each returns a plain error for the value as a whole, or errAt for
+// a node inside it.
+
+func parseString(n *yaml.Node) (string, error) {
+	if n.Kind != yaml.ScalarNode {
+		return "", fmt.Errorf("must be a single value, not %s", describe(n))
+	}
+	if n.Value == "" {
+		return "", errors.New("must not be empty")
+	}
+	return n.Value, nil
+}
+
+func parseName(n *yaml.Node) (string, error) {
+	s, err := parseString(n)
+	if err == nil {
+		err = events.ValidName(s)
+	}
+	return s, err
+}
+
+func parseHostname(n *yaml.Node) (string, error) {
+	s, err := parseString(n)
+	if err == nil && !validDomain(s) {
+		err = fmt.Errorf("%q is not a host name (letters, digits, '-' and dots)", s)
+	}
+	return s, err
+}
+
+func parseHostPort(n *yaml.Node) (string, error) {
+	s, err := parseString(n)
+	if err == nil {
+		if herr := checkHostPort(s); herr != nil {
+			err = fmt.Errorf("%q is not host:port (as in 127.0.0.1:25 or [::1]:25): %v", s, herr)
+		}
+	}
+	return s, err
+}
+
+func parseDomain(n *yaml.Node) (string, error) {
+	s, err := parseString(n)
+	if err == nil && !validDomain(s) {
+		err = fmt.Errorf("%q is not a domain name", s)
+	}
+	return strings.ToLower(s), err
+}
+
+func parseLocalPart(n *yaml.Node) (string, error) {
+	s, err := parseString(n)
+	if err == nil {
+		err = checkLocalPart(s)
+	}
+	return s, err
+}
+
+func checkLocalPart(s string) error {
+	if strings.ContainsAny(s, "@ \t\"") {
+		return fmt.Errorf("%q is not a local part: users are names without a domain, as in user1", s)
+	}
+	return nil
+}
+
+// parsePrefix reads a network (10.0.0.0/8) or one address (192.0.2.7, taken as /32 or /128).
+func parsePrefix(n *yaml.Node) (netip.Prefix, error) {
+	s, err := parseString(n)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not a network (10.0.0.0/8) or an address", s)
+}
+
+// parseTransports reads a mapping of recipient domain to next hop.
+func parseTransports(n *yaml.Node) (map[string]string, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("must be a mapping of domain: host:port, not %s", describe(n))
+	}
+	out := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		d, err := parseDomain(k)
+		if err != nil {
+			return nil, errAt(k, "%v", err)
+		}
+		if _, dup := out[d]; dup {
+			return nil, errAt(k, "domain %s given twice", d)
+		}
+		hop, err := parseHostPort(v)
+		if err != nil {
+			return nil, errAt(v, "%s: %v", d, err)
+		}
+		out[d] = hop
+	}
+	return out, nil
+}
+
+// listOf reads a list of items; a single value is a list of one. need: it must not be empty.
+func listOf[T any](item func(*yaml.Node) (T, error), need bool) func(*yaml.Node) ([]T, error) {
+	return func(n *yaml.Node) ([]T, error) {
+		items := []*yaml.Node{n}
+		switch n.Kind {
+		case yaml.SequenceNode:
+			items = n.Content
+		case yaml.MappingNode:
+			return nil, errors.New("must be a list ([a, b] or one \"- item\" a line), not a mapping")
+		}
+		if need && len(items) == 0 {
+			return nil, errors.New("must list at least one")
+		}
+		out := make([]T, 0, len(items))
+		for _, it := range items {
+			v, err := item(deref(it))
+			if err != nil {
+				return nil, errAt(it, "%v", err)
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+}
+
+// parseDuration reads a Go duration of at least min.
+func parseDuration(min time.Duration) func(*yaml.Node) (time.Duration, error) {
+	return func(n *yaml.Node) (time.Duration, error) {
+		s, err := parseString(n)
+		if err != nil {
+			return 0, err
+		}
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil && strings.HasSuffix(s, "d"):
+			return 0, fmt.Errorf("%q is not a Go duration, which has no days: write hours, as in \"120h\"", s)
+		case err != nil:
+			return 0, fmt.Errorf("%q is not a Go duration: write it with a unit, as in \"30s\", \"5m\" or \"1h30m\"", s)
+		case d < min && min > 0:
+			return 0, fmt.Errorf("must be positive, got %v", d)
+		case d < min:
+			return 0, fmt.Errorf("must not be negative, got %v", d)
+		}
+		return d, nil
+	}
+}
+
+// parseCount reads a whole number of at least min.
+func parseCount(min int) func(*yaml.Node) (int, error) {
+	return func(n *yaml.Node) (int, error) {
+		s, err := parseString(n)
+		if err != nil {
+			return 0, err
+		}
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a whole number", s)
+		}
+		if v < min {
+			return 0, fmt.Errorf("must be at least %d, got %d", min, v)
+		}
+		return v, nil
+	}
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// parseSize reads bytes, as a number or with a unit (B, KiB, MiB, GiB), of at least min.
+func parseSize(min int64) func(*yaml.Node) (int64, error) {
+	return func(n *yaml.Node) (int64, error) {
+		s, err := parseString(n)
+		if err != nil {
+			return 0, err
+		}
+		num, mult := s, int64(1)
+		for _, u := range sizeUnits {
+			if strings.HasSuffix(s, u.suffix) {
+				num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+				break
+			}
+		}
+		v, err := strconv.ParseInt(num, 10, 64)
+		if err != nil || v > (1<<62)/mult {
+			return 0, fmt.Errorf("%q is not a size: write bytes, or a whole number with B, KiB, MiB or GiB, as in \"10MiB\"", s)
+		}
+		if v*mult < min {
+			return 0, fmt.Errorf("must be at least %d bytes, got %d", min, v*mult)
+		}
+		return v * mult, nil
+	}
+}
+
+func parseBool(n *yaml.Node) (bool, error) {
+	s, err := parseString(n)
+	if err != nil {
+		return false, err
+	}
+	switch s {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", s)
+}
+
+// readUsersFile reads valid local parts, one a line; blank lines and "#" comments are skipped.
+func readUsersFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var users []string
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		u, _, _ := strings.Cut(sc.Text(), "#")
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if err := checkLocalPart(u); err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", path, line, err)
+		}
+		users = append(users, u)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return users, nil
+}
