@@ -52,8 +52,11 @@ func TestBuiltinsSorted(t *testing.T) {
 	if !slices.IsSorted(names) {
 		t.Errorf("Builtins() not sorted: %v", names)
 	}
-	if !slices.Contains(names, "spam-burst") {
-		t.Errorf("Builtins() = %v, missing spam-burst", names)
+	// The library the README and docs/scenarios.md promise, no more and no less.
+	want := []string{"backscatter-storm", "botnet-flood", "cluster-capacity", "cluster-imbalance",
+		"directory-harvest", "slowloris", "spam-burst", "steady-baseline", "weekly-repeat"}
+	if !slices.Equal(names, want) {
+		t.Errorf("Builtins() = %v, want %v", names, want)
 	}
 }
 
