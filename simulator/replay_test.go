@@ -74,6 +74,7 @@ func TestReplaySpamBurstEndToEnd(t *testing.T) {
 	}
 	// The parts are quoted-printable: join its soft line breaks before reading.
 	body := strings.ReplaceAll(m.Body, "=\r\n", "")
+	t.Logf("the alert email, %q:\n%s", m.Subject, body)
 	for _, want := range []string{n.Model, "still", "10"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("body does not mention %q:\n%s", want, body)

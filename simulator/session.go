@@ -92,7 +92,8 @@ func (c *client) dialogue(p sessionPlan, tm clientTiming, connected time.Time) e
 	if err != nil {
 		return fmt.Errorf("greeting: %w", err)
 	}
-	c.res.Wait = time.Since(connected)
+	greeted := time.Now()
+	c.res.Wait = greeted.Sub(connected)
 	if code != 220 {
 		return c.refused(code)
 	}
@@ -112,7 +113,9 @@ func (c *client) dialogue(p sessionPlan, tm clientTiming, connected time.Time) e
 		}
 	}
 	if p.Hold > 0 {
-		if err := c.hold(connected.Add(p.Hold)); err != nil {
+		// The hold counts from the greeting: a client that waited for its slot still keeps it
+		// for the whole hold once it has it (DESIGN.md "Scenario files").
+		if err := c.hold(greeted.Add(p.Hold)); err != nil {
 			return err
 		}
 	}
