@@ -64,4 +64,6 @@ func replayBuiltin(t *testing.T, name string, cat *scenarios.Catalog) {
 		t.Fatalf("%s did not pass:\n%s", name, text.String())
 	}
 	t.Logf("%s passed in %v", name, time.Since(started).Round(100*time.Millisecond))
+	// The planner must predict what the live run measured (issue 7, fidelity).
+	checkFidelity(t, sc, cat, rep)
 }
