@@ -1,6 +1,7 @@
 package mta
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,11 +56,23 @@ type Config struct {
 	// RelayNetworks may send to domains other than Domains. Empty by default: loopback is not
 	// trusted unless listed, so a default install is no open relay.
 	RelayNetworks []netip.Prefix
+	// ProxyFrom are the load balancers that may connect to a listener served with
+	// ServeProxy; everyone else is refused there.
+	ProxyFrom []netip.Prefix
 
 	// Relay is the default next hop, host:port, for every recipient domain not in Transports.
 	Relay string
 	// Transports maps a recipient domain (lower case) to its own next hop, host:port.
 	Transports map[string]string
+	// HopTLS is the STARTTLS policy of a next hop (host:port, as in Relay and Transports);
+	// a hop not named gets opportunistic TLS. RootCAs verifies hops whose policy asks for
+	// it; nil: the system's roots.
+	HopTLS  map[string]TLSPolicy
+	RootCAs *x509.CertPool
+
+	// TLSCertFile and TLSKeyFile, PEM, enable inbound STARTTLS (RFC 3207); both or neither.
+	// Reload reads them again, so a renewed certificate is served to the next handshake.
+	TLSCertFile, TLSKeyFile string
 
 	// SpoolDir holds the queue, and the current stress episode beside it.
 	SpoolDir string
@@ -212,6 +225,8 @@ func (c Config) validate() error {
 		return bad("sample interval must be positive, got %v", c.SampleInterval)
 	case c.SpoolMaxBytes < 0 || c.MinFreeBytes < 0:
 		return bad("spool max bytes and min free bytes must not be negative")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return bad("tls_cert_file and tls_key_file go together: give both or neither")
 	}
 	return c.validateRouting()
 }
@@ -229,6 +244,11 @@ func (c Config) validateRouting() error {
 		}
 		if err := checkHostPort(hop); err != nil {
 			return bad("transport for %s: %v", d, err)
+		}
+	}
+	for hop := range c.HopTLS {
+		if err := checkHostPort(hop); err != nil {
+			return bad("TLS policy for hop %q: %v", hop, err)
 		}
 	}
 	for _, d := range c.Domains {

@@ -1,6 +1,7 @@
 package mta
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,9 @@ type FileConfig struct {
 	// Listen are the SMTP listeners whose connections hold slots; ListenExempt serve without
 	// slots and never under stress settings (submission, trusted networks).
 	Listen, ListenExempt []string
+	// ListenProxy are slot listeners behind a load balancer: each connection comes from one
+	// of MTA.ProxyFrom and starts with a PROXY protocol header (v1 or v2).
+	ListenProxy []string
 	// UsersFile names a file of valid local parts, one a line; they join MTA.Users.
 	UsersFile string
 	// NATS is where load samples and stress transitions go; nil: mail flows without events.
@@ -154,6 +158,10 @@ func (fc *FileConfig) finish(p *fileParser, root *yaml.Node) {
 	if fc.MTA.RetryMax < fc.MTA.RetryMin {
 		p.fail(p.vals["retry_max"], "retry_max", "%v is shorter than retry_min %v", fc.MTA.RetryMax, fc.MTA.RetryMin)
 	}
+	fc.finishTLS(p)
+	if len(fc.ListenProxy) > 0 && len(fc.MTA.ProxyFrom) == 0 {
+		p.fail(p.vals["listen_proxy"], "listen_proxy", "needs proxy_from: the balancer addresses allowed to connect")
+	}
 	if fc.UsersFile != "" {
 		users, err := readUsersFile(fc.UsersFile)
 		if err != nil {
@@ -243,5 +251,24 @@ func (fc FileConfig) WithReloaded(next FileConfig) FileConfig {
 	out.UsersFile, out.fileUsers = next.UsersFile, next.fileUsers
 	out.MTA.RelayNetworks, out.MTA.Relay = next.MTA.RelayNetworks, next.MTA.Relay
 	out.MTA.Transports, out.MTA.RateLimits = next.MTA.Transports, next.MTA.RateLimits
+	out.MTA.HopTLS = next.MTA.HopTLS
+	out.MTA.TLSCertFile, out.MTA.TLSKeyFile = next.MTA.TLSCertFile, next.MTA.TLSKeyFile
 	return out
+}
+
+// finishTLS checks that the certificate and key go together and load, so that --check catches
+// an expired path or a key that does not match before a restart does.
+func (fc *FileConfig) finishTLS(p *fileParser) {
+	cert, key := fc.MTA.TLSCertFile, fc.MTA.TLSKeyFile
+	switch {
+	case cert == "" && key == "":
+	case cert == "":
+		p.fail(p.vals["tls_key_file"], "tls_key_file", "needs tls_cert_file as well")
+	case key == "":
+		p.fail(p.vals["tls_cert_file"], "tls_cert_file", "needs tls_key_file as well")
+	default:
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			p.fail(p.vals["tls_cert_file"], "tls_cert_file", "%v", err)
+		}
+	}
 }

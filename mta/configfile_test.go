@@ -196,11 +196,14 @@ func TestConfigFileChanges(t *testing.T) {
 		dir := t.TempDir()
 		users := filepath.Join(dir, "users")
 		os.WriteFile(users, []byte("user1\n"), 0o600)
+		cert, key, _ := testCert(t, dir, "mx.example.test", 1)
 		all, err := ParseConfigFile("mta.yaml", []byte(baseConfig+`domains: [example.test]
 users: [u1]
 users_file: `+users+`
+tls_cert_file: `+cert+`
+tls_key_file: `+key+`
 relay_networks: [10.0.0.0/8]
-transports: {example.org: "h:25"}
+transports: {example.org: "h:25", example.net: {hop: "h2:25", require_tls: true}}
 rate_limits: {connections_per_minute: 5, messages_per_minute: 5, recipients_per_minute: 5, exempt: [10.0.0.0/8]}
 `))
 		if err != nil {

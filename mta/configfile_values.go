@@ -92,30 +92,6 @@ func parsePrefix(n *yaml.Node) (netip.Prefix, error) {
 	return netip.Prefix{}, fmt.Errorf("%q is not a network (10.0.0.0/8) or an address", s)
 }
 
-// parseTransports reads a mapping of recipient domain to next hop.
-func parseTransports(n *yaml.Node) (map[string]string, error) {
-	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping of domain: host:port, not %s", describe(n))
-	}
-	out := map[string]string{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
-		d, err := parseDomain(k)
-		if err != nil {
-			return nil, errAt(k, "%v", err)
-		}
-		if _, dup := out[d]; dup {
-			return nil, errAt(k, "domain %s given twice", d)
-		}
-		hop, err := parseHostPort(v)
-		if err != nil {
-			return nil, errAt(v, "%s: %v", d, err)
-		}
-		out[d] = hop
-	}
-	return out, nil
-}
-
 // listOf reads a list of items; a single value is a list of one. need: it must not be empty.
 func listOf[T any](item func(*yaml.Node) (T, error), need bool) func(*yaml.Node) ([]T, error) {
 	return func(n *yaml.Node) ([]T, error) {

@@ -55,7 +55,11 @@ type slotConn struct {
 	verb       []byte // the start of the command line being read, for the junk count
 	bdatSkip   int64  // chunk bytes still to pass unscanned after a BDAT command
 	ehlo       bool   // the client said EHLO (for the Received header's "with ESMTP")
-	accepted   int    // messages accepted in this session
+	tlsAsked   bool   // a STARTTLS command was read and not yet answered
+	// raw: TLS runs above this connection (go-smtp wraps it after its 220 to STARTTLS), so
+	// the bytes here are ciphertext: deadlines still apply, command and reply scanning not.
+	raw      bool
+	accepted int // messages accepted in this session
 }
 
 // settings are a session's limits, fixed when it gets its slot.
@@ -208,7 +212,9 @@ func (c *slotConn) scan(b []byte) bool {
 		c.dataBytes += int64(len(b))
 		return false
 	}
-	for len(b) > 0 {
+	// RFC 3207 section 4.2: nothing may follow STARTTLS before the handshake, so whatever else
+	// this read holds is the client's first handshake bytes, not commands.
+	for len(b) > 0 && !c.raw && !c.tlsAsked {
 		if c.bdatSkip > 0 {
 			n := min(c.bdatSkip, int64(len(b)))
 			c.bdatSkip -= n
@@ -245,6 +251,8 @@ func (c *slotConn) commandLocked() bool {
 		if c.junk++; c.junk > c.set.junk {
 			return c.errorLocked()
 		}
+	case "STARTTLS":
+		c.tlsAsked = true
 	case "BDAT":
 		// The chunk that follows is message data, not commands.
 		// TODO: MinDataRate does not apply to BDAT chunks; each is bounded by the command
@@ -282,6 +290,9 @@ func (c *slotConn) Write(b []byte) (int, error) {
 	c.mu.Unlock()
 	if shut {
 		return len(b), nil
+	}
+	if c.isRaw() {
+		return c.Conn.Write(b)
 	}
 	// go-smtp writes a multi-line reply (EHLO's) one line at a time; the lines are held until
 	// the last one so the reply costs one write, not one per line.
@@ -326,6 +337,11 @@ func (c *slotConn) noteReplies(b []byte) bool {
 		if err != nil {
 			continue
 		}
+		if c.tlsAsked {
+			if c.startTLSReplyLocked(code); c.raw {
+				continue
+			}
+		}
 		if code == 354 {
 			c.dataMode, c.dataStart, c.lastRead, c.dataBytes = true, time.Now(), time.Now(), 0
 			continue
@@ -337,6 +353,43 @@ func (c *slotConn) noteReplies(b []byte) bool {
 		}
 	}
 	return limit
+}
+
+// startTLSReplyLocked follows go-smtp's answer to STARTTLS. After a 220 the handshake begins:
+// it gets a fresh command timeout of its own (300 s, 10 s in stress), and from then on the bytes
+// are ciphertext. Caller holds mu.
+func (c *slotConn) startTLSReplyLocked(code int) {
+	c.tlsAsked = false
+	if code != 220 {
+		return // 502: no TLS here, or already in TLS; commands go on in the clear
+	}
+	c.raw = true
+	c.deadline = time.Now().Add(c.set.timeout)
+}
+
+func (c *slotConn) isRaw() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.raw
+}
+
+// beginData and endData mark the data phase for a session in TLS, where the 354 and the reply
+// after the data cannot be seen here; the session calls them around Data. In the clear the
+// replies mark it and these do nothing.
+func (c *slotConn) beginData() {
+	c.mu.Lock()
+	if c.raw && !c.dataMode {
+		c.dataMode, c.dataStart, c.lastRead, c.dataBytes = true, time.Now(), time.Now(), 0
+	}
+	c.mu.Unlock()
+}
+
+func (c *slotConn) endData() {
+	c.mu.Lock()
+	if c.raw {
+		c.dataMode = false
+	}
+	c.mu.Unlock()
 }
 
 // goodbye says a last 421 and ends the session: no more reads, no more writes.
@@ -354,7 +407,14 @@ func (c *slotConn) sayLocked(line string) {
 		return
 	}
 	c.writeShut, c.readShut = true, true
+	raw := c.raw
 	c.mu.Unlock()
+	if raw {
+		// TODO: a 421 in the clear inside TLS would only be garbage to the client; saying it
+		// needs a hook above go-smtp's tls.Conn. Until then a TLS session is just closed.
+		_ = c.Conn.SetReadDeadline(time.Now())
+		return
+	}
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
 	_, _ = io.WriteString(c.Conn, line)
 	// Half-close so the client reads the 421 before the end, even if it is still talking.

@@ -27,6 +27,7 @@ type Daemon struct {
 	running FileConfig // what is in effect: the start's file plus the reloads applied
 
 	smtp, exempt []net.Listener
+	proxy        []net.Listener
 	metrics      *http.Server
 	metricsLn    net.Listener
 	events       *eventLink // nil without NATS
@@ -94,6 +95,13 @@ func (d *Daemon) listen(fc FileConfig) error {
 		}
 		d.exempt = append(d.exempt, l)
 	}
+	for _, a := range fc.ListenProxy {
+		l, err := open(a, "listen_proxy")
+		if err != nil {
+			return err
+		}
+		d.proxy = append(d.proxy, l)
+	}
 	if fc.Metrics != "" {
 		l, err := open(fc.Metrics, "metrics")
 		if err != nil {
@@ -105,7 +113,7 @@ func (d *Daemon) listen(fc FileConfig) error {
 }
 
 func (d *Daemon) closeListeners() {
-	for _, l := range append(append(d.smtp, d.exempt...), d.metricsLn) {
+	for _, l := range append(append(append(d.smtp, d.exempt...), d.proxy...), d.metricsLn) {
 		if l != nil {
 			l.Close()
 		}
@@ -134,6 +142,9 @@ func (d *Daemon) serve() {
 	for _, l := range d.exempt {
 		run("smtp-exempt", l, d.srv.ServeExempt)
 	}
+	for _, l := range d.proxy {
+		run("smtp-proxy", l, d.srv.ServeProxy)
+	}
 	if d.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(d.srv.Registry(), promhttp.HandlerOpts{}))
@@ -151,12 +162,13 @@ func (d *Daemon) Server() *Server { return d.srv }
 
 // Reload applies what can change without a restart from next, a freshly loaded file: the
 // recipient policy, routing and rate limits (domains, users, users_file, relay_networks,
-// relay, transports, rate_limits). The keys that changed but need a restart are named in the log and returned.
+// relay, transports, rate_limits) and the STARTTLS certificate, read again. The keys that changed but need a restart are named in the log and returned.
 func (d *Daemon) Reload(next FileConfig) (restart []string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	reloaded, restart := d.running.Changes(next)
-	if len(reloaded) > 0 {
+	// With STARTTLS every SIGHUP reads the certificate again: a renewal keeps the file names.
+	if len(reloaded) > 0 || next.MTA.TLSCertFile != "" {
 		cfg := next.MTAConfig(d.limit)
 		cfg.Logger = d.log
 		if err := d.srv.Reload(cfg); err != nil {

@@ -17,10 +17,17 @@ import (
 
 // job is one queued message and its retry schedule.
 type job struct {
-	q        *queued
+	q      *queued
+	failed bool // some recipient was bounced; the worker's alone
+
+	// Under delivery.mu: the queue tools read them while a worker runs the job.
 	attempts int
 	next     time.Time
-	failed   bool // some recipient was bounced
+	lastErr  string
+	queued   bool // in the heap
+	running  bool // handed to a worker
+	held     bool // kept from delivery by an operator; parked outside the heap
+	deleted  bool // removed by an operator; dropped when the heap reaches it
 }
 
 type delivery struct {
@@ -28,8 +35,10 @@ type delivery struct {
 	cfg Config
 	log *slog.Logger
 
-	mu  sync.Mutex
-	due jobHeap
+	mu     sync.Mutex
+	due    jobHeap
+	jobs   map[string]*job // every unfinished message, by queue id
+	holdAt map[string]bool // ids held when the node started (the hold file)
 
 	wake chan struct{}
 	work chan *job
@@ -42,7 +51,7 @@ type delivery struct {
 
 func newDelivery(srv *Server) *delivery {
 	d := &delivery{srv: srv, cfg: srv.cfg, log: srv.log.With("component", "delivery"),
-		wake: make(chan struct{}, 1), work: make(chan *job)}
+		wake: make(chan struct{}, 1), work: make(chan *job), jobs: map[string]*job{}}
 	d.sched, d.stopSched = context.WithCancel(context.Background())
 	d.attempts, d.stopAttempts = context.WithCancel(context.Background())
 	d.hops = newHopPool(srv.cfg)
@@ -61,14 +70,25 @@ func (d *delivery) start() {
 // add queues a message for an attempt at once.
 func (d *delivery) add(q *queued) {
 	d.mu.Lock()
-	heap.Push(&d.due, &job{q: q, next: time.Now()})
+	j := &job{q: q, next: time.Now(), held: d.holdAt[q.env.ID]}
+	d.jobs[q.env.ID] = j
+	if !j.held {
+		j.queued = true
+		heap.Push(&d.due, j)
+	}
 	d.mu.Unlock()
 	d.poke()
 }
 
-func (d *delivery) requeue(j *job) {
+// requeue puts j back after an attempt, due at next; a job held meanwhile is parked.
+func (d *delivery) requeue(j *job, next time.Time, lastErr string) {
 	d.mu.Lock()
-	heap.Push(&d.due, j)
+	j.attempts++
+	j.next, j.lastErr, j.running = next, lastErr, false
+	if !j.held {
+		j.queued = true
+		heap.Push(&d.due, j)
+	}
 	d.mu.Unlock()
 	d.poke()
 }
@@ -108,13 +128,19 @@ func (d *delivery) schedule() {
 func (d *delivery) nextDue() (*job, time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Deleted and held jobs leave the heap when they reach its top.
+	for len(d.due) > 0 && (d.due[0].deleted || d.due[0].held) {
+		heap.Pop(&d.due).(*job).queued = false
+	}
 	if len(d.due) == 0 {
 		return nil, time.Hour
 	}
 	if wait := time.Until(d.due[0].next); wait > 0 {
 		return nil, wait
 	}
-	return heap.Pop(&d.due).(*job), 0
+	j := heap.Pop(&d.due).(*job)
+	j.queued, j.running = false, true
+	return j, 0
 }
 
 func (d *delivery) worker() {
@@ -211,18 +237,27 @@ func (d *delivery) settle(j *job, results []rcptResult) {
 		}
 	}
 	if len(deferred) > 0 {
-		j.attempts++
-		j.next = time.Now().Add(d.backoff(j.attempts))
+		next := time.Now().Add(d.backoff(d.attemptsOf(j) + 1))
 		for _, r := range deferred {
-			d.srv.mailDeferred(q, r, j.next)
+			d.srv.mailDeferred(q, r, next)
 		}
-		d.requeue(j)
+		d.requeue(j, next, deferred[0].text)
 		return
 	}
 	d.finish(j)
 }
 
+func (d *delivery) attemptsOf(j *job) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return j.attempts
+}
+
 func (d *delivery) finish(j *job) {
+	d.mu.Lock()
+	delete(d.jobs, j.q.env.ID)
+	j.running = false
+	d.mu.Unlock()
 	d.srv.spool.finish(j.q)
 	if j.failed {
 		d.srv.messagesBounced.Add(1)

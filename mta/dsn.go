@@ -27,6 +27,8 @@ func (s *Server) bounce(q *queued, failed []rcptResult) error {
 	body := s.buildDSN(id, q, failed, now)
 	// RFC 3464 section 2: a DSN goes from the null sender.
 	env := envelope{ID: id, From: "", To: []string{q.env.From}, Received: now}
+	// The original headers it quotes may be 8-bit: then so is the bounce.
+	env.EightBit = has8bit(body)
 	if err := s.enqueue(env, body, nil); err != nil {
 		return err
 	}

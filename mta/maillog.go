@@ -35,7 +35,7 @@ func (s *Server) mailDelivered(q *queued, r rcptResult) {
 	s.metrics.deliveries.WithLabelValues("delivered", codeLabel(r.code)).Inc()
 	s.metrics.deliveryLatency.Observe(time.Since(q.env.Received).Seconds())
 	s.mailLog.Info("mail", "event", "delivered", "queue_id", q.env.ID, "from", q.env.From, "to", q.env.To[r.idx],
-		"client", q.env.Client, "relay", r.hop, "code", r.code, "reply", r.text)
+		"client", q.env.Client, "relay", r.hop, "code", r.code, "reply", r.text, "tls", r.tls)
 }
 
 // mailDeferred logs a recipient kept for retry. A deferral this node caused (the spool could

@@ -129,6 +129,9 @@ func (s *Server) receivedHeader(ss *session, id string, rcpts []string) []byte {
 	if ss.conn.saidEHLO() {
 		proto = "ESMTP"
 	}
+	if ss.tls {
+		proto += "S" // RFC 3848: ESMTPS, SMTP with STARTTLS
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (mtastress) with %s id %s", sanitizeHelo(ss.helo),
 		ss.conn.ip, s.cfg.Hostname, proto, id)

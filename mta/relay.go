@@ -3,7 +3,6 @@ package mta
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -29,6 +28,7 @@ type rcptResult struct {
 	text    string
 	// local: the attempt failed on this node (the spool could not be read), not at the hop.
 	local bool
+	tls   bool // the attempt ran inside STARTTLS
 }
 
 // Reuse limits for outbound connections.
@@ -43,13 +43,16 @@ const (
 // more on a fresh one.
 func (d *delivery) sendHop(hop string, q *queued, f *os.File, idx []int) []rcptResult {
 	for try := 0; ; try++ {
-		pc, err := d.hops.get(d.attempts, hop)
+		pc, err := d.hops.get(d.attempts, hop, d.srv.routing.Load().hopTLS[hop])
 		if err != nil {
-			return allResults(hop, idx, true, 0, smtp.EnhancedCode{4, 4, 1}, "connection to next hop failed: "+err.Error())
+			return connResults(hop, idx, err)
 		}
 		stop := context.AfterFunc(d.attempts, func() { pc.conn.Close() })
 		res, connOK, fresh := d.transact(pc, q, f, idx, hop)
 		stop()
+		for i := range res {
+			res[i].tls = pc.tls
+		}
 		if connOK {
 			d.hops.put(hop, pc)
 			return res
@@ -65,7 +68,11 @@ func (d *delivery) sendHop(hop string, q *queued, f *os.File, idx []int) []rcptR
 // whether it failed before any reply (then a fresh connection may be tried).
 func (d *delivery) transact(pc *hopClient, q *queued, f *os.File, idx []int, hop string) ([]rcptResult, bool, bool) {
 	c := pc.c
-	if err := c.Mail(q.env.From, &smtp.MailOptions{Size: q.n}); err != nil {
+	opts, ok := mailOptions(c, q)
+	if !ok {
+		return eightBitRefused(hop, idx), true, false
+	}
+	if err := c.Mail(q.env.From, opts); err != nil {
 		r, ok := classify(err)
 		return allResults(hop, idx, r.temp, r.code, r.enh, r.text), ok, r.code == 0
 	}
@@ -155,6 +162,7 @@ type hopClient struct {
 	uses   int
 	last   time.Time
 	reused bool
+	tls    bool // STARTTLS is in effect
 }
 
 // hopPool keeps idle outbound connections per next hop.
@@ -171,25 +179,13 @@ func newHopPool(cfg Config) *hopPool {
 	return &hopPool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.DeliveryTimeout}, idle: map[string][]*hopClient{}}
 }
 
-// get returns an idle connection to hop, or dials and greets a new one.
-func (p *hopPool) get(ctx context.Context, hop string) (*hopClient, error) {
+// get returns an idle connection to hop, or dials and greets a new one under pol. An idle
+// connection was set up under the policy of its time; a reload reaches it within hopIdleMax.
+func (p *hopPool) get(ctx context.Context, hop string, pol TLSPolicy) (*hopClient, error) {
 	if pc := p.takeIdle(hop); pc != nil {
 		return pc, nil
 	}
-	conn, err := p.dialer.DialContext(ctx, "tcp", hop)
-	if err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	c := smtp.NewClient(conn)
-	c.CommandTimeout = p.cfg.DeliveryTimeout
-	c.SubmissionTimeout = 2 * p.cfg.DeliveryTimeout
-	if err := c.Hello(p.cfg.Hostname); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("greeting: %w", err)
-	}
-	return &hopClient{c: c, conn: conn}, nil
+	return p.dialHop(ctx, hop, pol)
 }
 
 func (p *hopPool) takeIdle(hop string) *hopClient {

@@ -2,6 +2,7 @@ package mta
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ type routing struct {
 	relayNets  []netip.Prefix
 	relay      string
 	transports map[string]string
+	hopTLS     map[string]TLSPolicy // by next hop, host:port
 }
 
 func newRouting(cfg Config) *routing {
@@ -26,6 +28,7 @@ func newRouting(cfg Config) *routing {
 		relayNets:  slices.Clone(cfg.RelayNetworks),
 		relay:      cfg.Relay,
 		transports: make(map[string]string, len(cfg.Transports)),
+		hopTLS:     maps.Clone(cfg.HopTLS),
 	}
 	if len(cfg.Domains) > 0 {
 		r.firstDom = strings.ToLower(cfg.Domains[0])
@@ -37,7 +40,7 @@ func newRouting(cfg Config) *routing {
 }
 
 // Reload applies cfg's recipient policy, routing and rate limits: Domains, Users,
-// RelayNetworks, Relay, Transports and RateLimits. Every other field of cfg is ignored: those
+// RelayNetworks, Relay, Transports and RateLimits; and it reads the STARTTLS certificate again. Every other field of cfg is ignored: those
 // settings need a restart. cfg is validated whole first; on an error nothing changes.
 //
 // TODO: the stress settings, limits and timeouts are read without a lock by sessions and by
@@ -51,6 +54,9 @@ func (s *Server) Reload(cfg Config) error {
 	}
 	cfg = cfg.withDerived()
 	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if err := s.reloadCertificate(cfg); err != nil {
 		return err
 	}
 	s.routing.Store(newRouting(cfg))

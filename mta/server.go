@@ -30,6 +30,9 @@ type Server struct {
 	smtp     *smtp.Server
 	routing  atomic.Pointer[routing] // swapped whole by Reload
 	rates    *rateLimiter
+	cert     *serverCert // nil without STARTTLS
+	control  *controlServer
+	holdMu   sync.Mutex // serialises edits of the hold file
 
 	draining atomic.Bool
 	seq      atomic.Uint64 // session and queue id counter
@@ -80,6 +83,9 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(cfg, s)
 	s.pool = newSlotPool(s)
 	s.delivery = newDelivery(s)
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
 
 	sp, recovered, err := openSpool(cfg.SpoolDir, cfg.SpoolMaxBytes, cfg.MinFreeBytes, s.log)
 	if err != nil {
@@ -91,6 +97,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.smtp = s.newSMTP()
+	if s.delivery.holdAt, err = readHold(cfg.SpoolDir); err != nil {
+		sp.close()
+		return nil, fmt.Errorf("mta: hold file: %w", err)
+	}
+	if err := s.startControl(); err != nil {
+		sp.close()
+		return nil, err
+	}
 	for _, q := range recovered {
 		s.delivery.add(q)
 	}
@@ -112,6 +126,9 @@ func (s *Server) newSMTP() *smtp.Server {
 	// connection to its own.
 	srv.ReadTimeout = max(s.cfg.CommandTimeout, s.cfg.StressCommandTimeout)
 	srv.WriteTimeout = srv.ReadTimeout
+	if s.cert != nil {
+		srv.TLSConfig = s.cert.serverTLSConfig()
+	}
 	srv.ErrorLog = smtpLogger{s.log.With("component", "go-smtp")}
 	return srv
 }
@@ -120,7 +137,7 @@ func (s *Server) logConfig(recovered int) {
 	c := s.cfg
 	s.log.Info("mta started", "cluster", c.Cluster, "model", c.Model, "limit", c.Limit, "hostname", c.Hostname,
 		"domains", c.Domains, "users", len(c.Users), "relay_networks", fmt.Sprint(c.RelayNetworks), "relay", c.Relay,
-		"transports", len(c.Transports), "spool", c.SpoolDir, "slot_wait", c.SlotWait, "wait_max", c.WaitMax,
+		"transports", len(c.Transports), "starttls", c.TLSCertFile != "", "spool", c.SpoolDir, "slot_wait", c.SlotWait, "wait_max", c.WaitMax,
 		"cooldown", c.Cooldown, "client_cap", c.ClientCap, "command_timeout", c.CommandTimeout,
 		"stress_command_timeout", c.StressCommandTimeout, "min_data_rate", c.MinDataRate,
 		"max_message_bytes", c.MaxMessageBytes, "max_recipients", c.MaxRecipients,
@@ -129,20 +146,29 @@ func (s *Server) logConfig(recovered int) {
 
 // Serve accepts connections on l through the slot listener and serves them until Shutdown or
 // Close, after which it returns ErrServerClosed.
-func (s *Server) Serve(l net.Listener) error { return s.serve(l, false) }
+func (s *Server) Serve(l net.Listener) error { return s.serveKind(l, listenSlots) }
 
 // ServeExempt serves l without slots: its connections never wait, never count toward stress
 // and always run with normal settings (submission, trusted networks).
-func (s *Server) ServeExempt(l net.Listener) error { return s.serve(l, true) }
+func (s *Server) ServeExempt(l net.Listener) error { return s.serveKind(l, listenExempt) }
 
-func (s *Server) serve(l net.Listener, exempt bool) error {
+// listenKind is what a listener's connections are: slot holders, exempt, or behind a balancer.
+type listenKind int
+
+const (
+	listenSlots listenKind = iota
+	listenExempt
+	listenProxy
+)
+
+func (s *Server) serveKind(l net.Listener, kind listenKind) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
 	}
-	sl := newSlotListener(l, s.pool, exempt)
+	sl := newSlotListener(l, s.pool, kind)
 	s.listeners = append(s.listeners, sl)
 	s.mu.Unlock()
 
@@ -231,6 +257,7 @@ func (s *Server) waitSessions(d time.Duration) {
 }
 
 func (s *Server) stopBackground(ctx context.Context) {
+	s.stopControl()
 	close(s.stopSampler)
 	<-s.samplerDone
 	s.delivery.stop(ctx)

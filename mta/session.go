@@ -1,6 +1,7 @@
 package mta
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,13 +42,18 @@ var (
 type backend struct{ srv *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	sc, ok := c.Conn().(*slotConn)
+	nc := c.Conn()
+	_, inTLS := c.TLSConnectionState()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn() // after STARTTLS go-smtp holds the tls.Conn it wrapped around ours
+	}
+	sc, ok := nc.(*slotConn)
 	if !ok {
 		// Only our listener feeds go-smtp; anything else is a programming error, answered softly.
 		return nil, smtpErr(421, smtp.EnhancedCode{4, 3, 0}, "Internal error")
 	}
-	sc.log.Debug("session greeted", "helo", c.Hostname(), "stress", sc.set.stress)
-	return &session{srv: b.srv, conn: sc, helo: c.Hostname(), log: sc.log}, nil
+	sc.log.Debug("session greeted", "helo", c.Hostname(), "stress", sc.set.stress, "tls", inTLS)
+	return &session{srv: b.srv, conn: sc, helo: c.Hostname(), tls: inTLS, log: sc.log}, nil
 }
 
 // session is one client's SMTP dialogue after EHLO.
@@ -55,12 +61,14 @@ type session struct {
 	srv  *Server
 	conn *slotConn
 	helo string
+	tls  bool // the session runs inside STARTTLS
 	log  *slog.Logger
 
 	// mu guards the transaction: with BDAT, go-smtp runs Data on its own goroutine and may
 	// call Reset from the connection's goroutine while Data still runs.
 	mu    sync.Mutex
 	from  string // "" is the null sender
+	body8 bool   // MAIL said BODY=8BITMIME
 	rcpts []string
 }
 
@@ -80,7 +88,7 @@ func (s *session) Logout() error {
 
 // Mail takes the reverse-path. The null sender is allowed (RFC 5321 section 4.5.5): bounces
 // use it, and this gateway never bounces mail from it.
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !s.allow(rateMessages) {
 		s.srv.mailRejected(s, from, "", errMailRate.Code, errMailRate.Message)
 		return errMailRate
@@ -95,6 +103,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	s.mu.Lock()
 	s.from, s.rcpts = from, nil
+	s.body8 = opts != nil && opts.Body == smtp.Body8BitMIME
 	s.mu.Unlock()
 	s.conn.setTxn(true)
 	return nil
@@ -141,13 +150,17 @@ func (s *session) refuseLocked(to string, err *smtp.SMTPError) error {
 func (s *session) Data(r io.Reader) error {
 	s.mu.Lock()
 	env := envelope{ID: s.srv.nextQueueID(), From: s.from, To: slices.Clone(s.rcpts), Client: s.conn.ip.String()}
+	declared8 := s.body8
 	s.mu.Unlock()
+	s.conn.beginData()
+	defer s.conn.endData()
 	received := s.srv.receivedHeader(s, env.ID, env.To)
 	body, err := readMessage(r, received, s.srv.cfg.MaxMessageBytes)
 	if err != nil {
 		return s.dataFailed(env, err)
 	}
 	env.Received = s.srv.now()
+	env.EightBit = declared8 || has8bit(body)
 	if err := s.srv.enqueue(env, body, s); err != nil {
 		return s.dataFailed(env, err)
 	}

@@ -284,6 +284,7 @@ type slotListener struct {
 	inner  net.Listener
 	pool   *slotPool
 	exempt bool
+	proxy  bool // each connection starts with a PROXY protocol header
 	ready  chan *slotConn
 
 	closed    bool // under pool.mu: no more grants into ready
@@ -294,8 +295,9 @@ type slotListener struct {
 	loop      sync.WaitGroup
 }
 
-func newSlotListener(inner net.Listener, p *slotPool, exempt bool) *slotListener {
-	l := &slotListener{inner: inner, pool: p, exempt: exempt, done: make(chan struct{}),
+func newSlotListener(inner net.Listener, p *slotPool, kind listenKind) *slotListener {
+	exempt := kind == listenExempt
+	l := &slotListener{inner: inner, pool: p, exempt: exempt, proxy: kind == listenProxy, done: make(chan struct{}),
 		ready: make(chan *slotConn, p.cfg.Limit+1)}
 	if !exempt {
 		l.loop.Add(1)
@@ -326,6 +328,11 @@ func (l *slotListener) acceptLoop() {
 			return
 		}
 		delay = 0
+		if l.proxy {
+			l.pool.bg.Add(1)
+			go l.pool.admitProxied(l, c)
+			continue
+		}
 		l.pool.admit(l, c)
 	}
 }

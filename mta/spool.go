@@ -66,6 +66,9 @@ type envelope struct {
 	To       []string  `json:"to"`
 	Client   string    `json:"client,omitempty"`
 	Received time.Time `json:"received"`
+	// EightBit: the body holds octets over 127 (or was declared BODY=8BITMIME); only a hop
+	// that offers 8BITMIME may take it.
+	EightBit bool `json:"8bit,omitempty"`
 }
 
 // queued is one spooled message.

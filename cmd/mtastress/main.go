@@ -46,7 +46,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.modelsFile, "models", "", "model catalog `FILE` replacing the built-in one")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "operator log level: debug, info, warn, error")
-	root.AddCommand(newReplay(g), newDev(g), newPlan(g), newScenarios(g), newModels(g), newMTA(g), newAlerts(g))
+	root.AddCommand(newReplay(g), newDev(g), newPlan(g), newScenarios(g), newModels(g), newMTA(g), newAlerts(g), newQueue(g))
 	return root
 }
 
