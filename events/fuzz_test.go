@@ -80,7 +80,8 @@ func acceptedEvent(t *testing.T, ev *Event) (Node, any) {
 	switch {
 	case ev.Type == TypeLoadSample && ev.Sample != nil && ev.Transition == nil:
 		node, data = ev.Sample.Node, ev.Sample
-	case (ev.Type == TypeStressEntered || ev.Type == TypeStressExited) && ev.Transition != nil && ev.Sample == nil:
+	case (ev.Type == TypeStressEntered || ev.Type == TypeStressExited) &&
+		ev.Transition != nil && ev.Sample == nil:
 		node, data = ev.Transition.Node, ev.Transition
 		if ev.Transition.Episode == "" {
 			t.Fatalf("a transition without an episode was accepted: %+v", ev.Transition)
@@ -89,7 +90,8 @@ func acceptedEvent(t *testing.T, ev *Event) (Node, any) {
 			t.Fatalf("an exit without an exit time was accepted: %+v", ev.Transition)
 		}
 	default:
-		t.Fatalf("type %q decoded with sample %v and transition %v", ev.Type, ev.Sample != nil, ev.Transition != nil)
+		t.Fatalf("type %q decoded with sample %v and transition %v",
+			ev.Type, ev.Sample != nil, ev.Transition != nil)
 	}
 	if ValidName(node.Cluster) != nil || ValidName(node.Node) != nil || node.Limit <= 0 {
 		t.Fatalf("accepted an event naming an invalid node %+v", node)
