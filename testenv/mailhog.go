@@ -13,14 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/pat"
-	"github.com/mailhog/MailHog-Server/api"
-	mhconfig "github.com/mailhog/MailHog-Server/config"
 	mhsmtp "github.com/mailhog/MailHog-Server/smtp"
 	"github.com/mailhog/MailHog-Server/websockets"
-	"github.com/mailhog/MailHog-UI/assets"
-	uiconfig "github.com/mailhog/MailHog-UI/config"
-	"github.com/mailhog/MailHog-UI/web"
 	"github.com/mailhog/data"
 )
 
@@ -29,33 +23,33 @@ const (
 	mailHogReadyTimeout = 10 * time.Second
 )
 
-// mailHogSetupMu serialises the calls that write MailHog's package-level
-// variables (api's event stream, web.WebPath).
-var mailHogSetupMu sync.Mutex
-
 // MailHog is MailHog v1.0.1 in-process with in-memory storage: SMTP on one
 // 127.0.0.1 listener, the API and the web UI on another, as MailHog's own
 // main serves them when both bind addresses are equal.
 //
 // Differences from a MailHog binary, each on purpose:
+//
 //   - /api/v2/websocket (the UI's live updates) is served by a hub of ours,
 //     fed from the SMTP sessions directly. MailHog feeds its hub through
 //     api v1's event stream, a package-level variable that every CreateAPI
 //     replaces: with two MailHogs in a process one would get the other's
 //     events, and the race detector would object.
+//
 //   - /api/v1/events, the v1 event stream, answers 501 for the same reason.
 //     The UI does not use it.
+//
 //   - Its storage calls are serialised: MailHog's in-memory List and Count
 //     read without the lock that Store takes.
 //
-// TODO: each StartMailHog leaves five goroutines that never exit, by
-// MailHog's design: api.CreateAPI's forwarder, the v1 and v2 broadcast loops
-// and two websocket hubs (MailHog's, unused, and ours). v1's loop also reads
-// the package-level event stream once a minute, so a process that starts
-// MailHog twice and lives past a minute can draw a race report under -race.
-// The better design is to serve /api/v2/messages and /api/v2/search from a
-// handler of ours over the storage, keeping MailHog for SMTP and the UI, or
-// a MailHog whose CreateAPI takes a context and owns no package state.
+//   - The API and UI are built once per process and shared by every
+//     instance, each request served with its own instance's storage
+//     (mailhog_shared.go): MailHog's API keeps package state that a second
+//     CreateAPI would race with.
+//
+// TODO: the shared API leaves four goroutines that never exit, once per
+// process (api.CreateAPI's forwarder, the v1 and v2 loops, MailHog's own
+// hub), and each instance's websocket hub stays too. The better design is a
+// MailHog whose API takes a context and owns no package state.
 type MailHog struct {
 	store    *lockedStorage
 	smtpLn   net.Listener
@@ -162,36 +156,20 @@ func (m *MailHog) Stop() {
 	})
 }
 
-// newHTTPServer wires the API and the UI like MailHog's main does, with our
-// websocket hub and v1 event stream in front (the router tries routes in the
-// order they were added).
+// newHTTPServer serves this instance: our websocket hub and a refusal of the v1 event stream
+// in front (both long-lived), everything else through the process's one MailHog API and UI
+// (mailhog_shared.go) with this instance's storage.
 func (m *MailHog) newHTTPServer() *http.Server {
-	conf := &mhconfig.Config{
-		Hostname:     mailHogHostname,
-		Storage:      m.store,
-		MessageChan:  make(chan *data.Message), // never sent to: see MailHog
-		OutgoingSMTP: map[string]*mhconfig.OutgoingSMTP{},
-	}
-	ui := &uiconfig.Config{UIBindAddr: m.httpLn.Addr().String()}
-
-	r := pat.New()
-	// pat sets a default NotFoundHandler on first use, racing with
-	// concurrent requests; setting it first avoids that.
-	r.NotFoundHandler = http.NotFoundHandler()
-
 	m.hub = websockets.NewHub()
-	r.Path("/api/v2/websocket").Methods("GET").HandlerFunc(m.hub.Serve)
-	r.Path("/api/v1/events").HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v2/websocket", m.hub.Serve)
+	mux.HandleFunc("/api/v1/events", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "the v1 event stream is not served in-process", http.StatusNotImplemented)
 	})
-
-	mailHogSetupMu.Lock()
-	web.CreateWeb(ui, r, assets.Asset)
-	api.CreateAPI(conf, r)
-	mailHogSetupMu.Unlock()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { serveShared(m.store, w, r) })
 
 	return &http.Server{
-		Handler:           r,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		// A handler panic would otherwise print a stack to stderr.
 		ErrorLog:  log.New(io.Discard, "", 0),
