@@ -428,15 +428,39 @@ func (c *slotConn) sayLocked(line string) {
 // wake makes a blocked read look again at whether the session must end (Shutdown).
 func (c *slotConn) wake() { _ = c.Conn.SetReadDeadline(time.Now()) }
 
+// lastWordsLimit bounds how much of a cut-off client's input is read and thrown away so that
+// it can read the server's last replies before the close.
+const lastWordsLimit = 1 << 20
+
 // Close releases the slot exactly once.
 func (c *slotConn) Close() error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		saidLast := c.writeShut && !c.raw
+		c.mu.Unlock()
+		if saidLast {
+			// The slot goes back first: the session is over whatever the client does now.
+			c.pool.release(c)
+			c.srv.sessionEnded(c)
+			c.drainLastWords()
+			err = c.Conn.Close()
+			return
+		}
 		err = c.Conn.Close()
 		c.pool.release(c)
 		c.srv.sessionEnded(c)
 	})
 	return err
+}
+
+// drainLastWords reads what a client still sends after the session was ended with a 421. Closing
+// a socket with unread input makes Linux send a reset at once and throw away the replies still
+// queued for the client (RFC 2920 section 3.1 lets a client send a whole group before reading),
+// the 421 among them; reading for a moment lets a slow reader get them.
+func (c *slotConn) drainLastWords() {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(rejectLinger))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lastWordsLimit))
 }
 
 // Session-side notes, called from the go-smtp goroutine of this connection.
