@@ -19,11 +19,11 @@ type Throughput float64
 
 // Common throughputs.
 const (
-	BitPerSecond     Throughput = 1
-	BytePerSecond               = 8 * BitPerSecond
-	KilobitPerSecond            = 1000 * BitPerSecond
-	KilobytePerSecond           = 1000 * BytePerSecond
-	MegabitPerSecond            = 1000 * KilobitPerSecond
+	BitPerSecond      Throughput = 1
+	BytePerSecond                = 8 * BitPerSecond
+	KilobitPerSecond             = 1000 * BitPerSecond
+	KilobytePerSecond            = 1000 * BytePerSecond
+	MegabitPerSecond             = 1000 * KilobitPerSecond
 )
 
 // String formats the throughput in bytes per second.
