@@ -292,8 +292,11 @@ func (c *slotConn) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	if c.isRaw() {
+		// TODO: inside TLS the replies pass here encrypted, so they are not cleaned; that needs
+		// a hook above go-smtp's tls.Conn.
 		return c.Conn.Write(b)
 	}
+	b = cleanReply(b)
 	// go-smtp writes a multi-line reply (EHLO's) one line at a time; the lines are held until
 	// the last one so the reply costs one write, not one per line.
 	if isContinuation(b) && len(c.pending)+len(b) <= 4096 {
@@ -427,6 +430,30 @@ func (c *slotConn) sayLocked(line string) {
 
 // wake makes a blocked read look again at whether the session must end (Shutdown).
 func (c *slotConn) wake() { _ = c.Conn.SetReadDeadline(time.Now()) }
+
+// cleanReply replaces the control characters inside one reply line with '?'. go-smtp copies
+// the client's EHLO name and unknown verbs into its reply text, and a reply is text without
+// control characters (RFC 5321 section 4.2); a NUL or a lone CR echoed back could confuse the
+// client, or a log reading the dialogue. It keeps the length, so Write's count stays right.
+func cleanReply(b []byte) []byte {
+	end := len(b)
+	if bytes.HasSuffix(b, []byte("\r\n")) {
+		end -= 2
+	}
+	var out []byte
+	for i := range end {
+		if ch := b[i]; ch < 0x20 || ch == 0x7f {
+			if out == nil {
+				out = bytes.Clone(b)
+			}
+			out[i] = '?'
+		}
+	}
+	if out == nil {
+		return b
+	}
+	return out
+}
 
 // lastWordsLimit bounds how much of a cut-off client's input is read and thrown away so that
 // it can read the server's last replies before the close.
