@@ -435,11 +435,15 @@ func (c *slotConn) wake() { _ = c.Conn.SetReadDeadline(time.Now()) }
 // the client's EHLO name and unknown verbs into its reply text, and a reply is text without
 // control characters (RFC 5321 section 4.2); a NUL or a lone CR echoed back could confuse the
 // client, or a log reading the dialogue. It keeps the length, so Write's count stays right.
+//
+// Only a write shaped like a reply line is touched ("250-...", "554 ...", ending in CRLF): the
+// bytes of a TLS handshake pass through here too when STARTTLS was pipelined, and a TLS record
+// never starts with three digits.
 func cleanReply(b []byte) []byte {
-	end := len(b)
-	if bytes.HasSuffix(b, []byte("\r\n")) {
-		end -= 2
+	if !looksLikeReply(b) {
+		return b
 	}
+	end := len(b) - 2
 	var out []byte
 	for i := range end {
 		if ch := b[i]; ch < 0x20 || ch == 0x7f {
@@ -455,39 +459,27 @@ func cleanReply(b []byte) []byte {
 	return out
 }
 
-// lastWordsLimit bounds how much of a cut-off client's input is read and thrown away so that
-// it can read the server's last replies before the close.
-const lastWordsLimit = 1 << 20
+func looksLikeReply(b []byte) bool {
+	if len(b) < 6 || !bytes.HasSuffix(b, []byte("\r\n")) || (b[3] != ' ' && b[3] != '-') {
+		return false
+	}
+	for _, d := range b[:3] {
+		if d < '0' || d > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // Close releases the slot exactly once.
 func (c *slotConn) Close() error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		saidLast := c.writeShut && !c.raw
-		c.mu.Unlock()
-		if saidLast {
-			// The slot goes back first: the session is over whatever the client does now.
-			c.pool.release(c)
-			c.srv.sessionEnded(c)
-			c.drainLastWords()
-			err = c.Conn.Close()
-			return
-		}
 		err = c.Conn.Close()
 		c.pool.release(c)
 		c.srv.sessionEnded(c)
 	})
 	return err
-}
-
-// drainLastWords reads what a client still sends after the session was ended with a 421. Closing
-// a socket with unread input makes Linux send a reset at once and throw away the replies still
-// queued for the client (RFC 2920 section 3.1 lets a client send a whole group before reading),
-// the 421 among them; reading for a moment lets a slow reader get them.
-func (c *slotConn) drainLastWords() {
-	_ = c.Conn.SetReadDeadline(time.Now().Add(rejectLinger))
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lastWordsLimit))
 }
 
 // Session-side notes, called from the go-smtp goroutine of this connection.
