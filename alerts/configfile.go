@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mtastress/mtastress/yamldoc"
 
 	"github.com/mtastress/mtastress/events"
 )
@@ -316,51 +317,11 @@ func (p *cfgParser) failErr(n *yaml.Node, key string, err error) {
 
 // document parses data as one YAML document and returns its top-level node.
 func (p *cfgParser) document(data []byte) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.fail(&yaml.Node{Line: 1, Column: 1}, "", "the file is empty")
-		} else {
-			p.syntax(err)
-		}
-		return nil
+	n, err := yamldoc.Parse(data, "one service")
+	if err != nil {
+		p.fail(&yaml.Node{Line: err.Line, Column: err.Column}, "", "%s", err.Msg)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		p.fail(&extra, "", "a second YAML document (---) follows; a file configures one service")
-		return nil
-	} else if !errors.Is(err, io.EOF) {
-		p.syntax(err)
-		return nil
-	}
-	if len(doc.Content) != 1 {
-		p.fail(&yaml.Node{Line: 1, Column: 1}, "", "the file is empty")
-		return nil
-	}
-	return doc.Content[0]
-}
-
-var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// syntax records a YAML syntax error, which carries a line and no column. In v3.0.6 the
-// library's parser, unlike its scanner, counts lines from 0; its messages are the ones below.
-// TODO: drop the shift once go.yaml.in/yaml counts from 1 throughout; the "unclosed list" case
-// of TestConfigFileErrors fails when it does.
-func (p *cfgParser) syntax(err error) {
-	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 1
-	if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-		for _, prefix := range []string{"did not find expected", "found duplicate %",
-			"found incompatible", "found undefined tag"} {
-			if strings.HasPrefix(msg, prefix) {
-				line++
-				break
-			}
-		}
-	}
-	p.fail(&yaml.Node{Line: max(line, 1)}, "", "YAML syntax: %s", msg)
+	return n
 }
 
 // mapping reads n, a mapping, into its settings; prefix names it in errors ("" at the top).

@@ -1,15 +1,12 @@
 package mta
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"regexp"
-	"strconv"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mtastress/mtastress/yamldoc"
 )
 
 // fileParser walks a configuration file's yaml.Node tree. It keeps the first error only: what
@@ -52,51 +49,13 @@ func (p *fileParser) failErr(n *yaml.Node, key string, err error) {
 	p.fail(n, key, "%s", err.Error())
 }
 
-// document parses data as one YAML document and returns its top-level mapping.
+// document parses data as one YAML document and returns its top-level node.
 func (p *fileParser) document(data []byte) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.fail(&yaml.Node{Line: 1, Column: 1}, "", "the file is empty")
-		} else {
-			p.syntax(err)
-		}
-		return nil
+	n, err := yamldoc.Parse(data, "one node")
+	if err != nil {
+		p.fail(&yaml.Node{Line: err.Line, Column: err.Column}, "", "%s", err.Msg)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		p.fail(&extra, "", "a second YAML document (---) follows; a file configures one node")
-		return nil
-	} else if !errors.Is(err, io.EOF) {
-		p.syntax(err)
-		return nil
-	}
-	if len(doc.Content) != 1 {
-		p.fail(&yaml.Node{Line: 1, Column: 1}, "", "the file is empty")
-		return nil
-	}
-	return doc.Content[0]
-}
-
-var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// syntax records a YAML syntax error, which carries a line but no column. The library's
-// parser (not its scanner) counts lines from 0 in v3.0.6; its messages start "did not find
-// expected" or "found" + a directive problem, and are moved one line down.
-// TODO: drop the adjustment once go.yaml.in/yaml counts from 1 throughout; the "unclosed
-// flow list" case of TestConfigFileErrors fails when it does.
-func (p *fileParser) syntax(err error) {
-	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 1
-	if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-		if strings.HasPrefix(msg, "did not find expected") || strings.HasPrefix(msg, "found duplicate %") ||
-			strings.HasPrefix(msg, "found incompatible") || strings.HasPrefix(msg, "found undefined tag") {
-			line++
-		}
-	}
-	p.fail(&yaml.Node{Line: max(line, 1)}, "", "YAML syntax: %s", msg)
+	return n
 }
 
 // mapping reads n, a mapping, into the settings; prefix names it in errors ("" at the top).
