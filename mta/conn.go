@@ -58,8 +58,9 @@ type slotConn struct {
 	tlsAsked   bool   // a STARTTLS command was read and not yet answered
 	// raw: TLS runs above this connection (go-smtp wraps it after its 220 to STARTTLS), so
 	// the bytes here are ciphertext: deadlines still apply, command and reply scanning not.
-	raw      bool
-	accepted int // messages accepted in this session
+	raw       bool
+	lingering bool // closed by go-smtp; the socket is read and closed by linger
+	accepted  int  // messages accepted in this session
 }
 
 // settings are a session's limits, fixed when it gets its slot.
@@ -123,13 +124,17 @@ func (c *slotConn) Read(b []byte) (int, error) {
 }
 
 // prepareRead sets the inner deadline, then checks whether the session must end. In that
-// order: Shutdown sets draining and then moves the deadline, so one of the two is seen.
+// order: Shutdown sets draining and then moves the deadline, so one of the two is seen. The
+// deadline is set under mu and only while reads go on, so it never undoes the deadline of a
+// last word or of the linger after Close, which are set under mu too.
 func (c *slotConn) prepareRead() (time.Time, bool) {
 	c.mu.Lock()
 	dl := c.readDeadlineLocked()
 	readShut, idle := c.readShut, !c.inTxn && !c.dataMode
+	if !readShut {
+		_ = c.Conn.SetReadDeadline(dl)
+	}
 	c.mu.Unlock()
-	_ = c.Conn.SetReadDeadline(dl)
 	if readShut {
 		return dl, true
 	}
@@ -411,21 +416,27 @@ func (c *slotConn) sayLocked(line string) {
 	}
 	c.writeShut, c.readShut = true, true
 	raw := c.raw
-	c.mu.Unlock()
 	if raw {
 		// TODO: a 421 in the clear inside TLS would only be garbage to the client; saying it
 		// needs a hook above go-smtp's tls.Conn. Until then a TLS session is just closed.
 		_ = c.Conn.SetReadDeadline(time.Now())
+		c.mu.Unlock()
 		return
 	}
+	c.mu.Unlock()
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
 	_, _ = io.WriteString(c.Conn, line)
 	// Half-close so the client reads the 421 before the end, even if it is still talking.
 	if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
 	}
-	// Wake a read blocked in go-smtp so that it sees EOF and closes.
-	_ = c.Conn.SetReadDeadline(time.Now())
+	// Wake a read blocked in go-smtp so that it sees EOF and closes. Under mu, so that it
+	// cannot land before a linger's deadline and cut the linger short.
+	c.mu.Lock()
+	if !c.lingering {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
+	c.mu.Unlock()
 }
 
 // wake makes a blocked read look again at whether the session must end (Shutdown).
@@ -471,15 +482,52 @@ func looksLikeReply(b []byte) bool {
 	return true
 }
 
-// Close releases the slot exactly once.
-func (c *slotConn) Close() error {
+// Lingering close. Closing a socket whose receive queue holds unread bytes makes Linux send a
+// reset at once, and the client's kernel then throws away what it had not yet handed to the
+// client: the last replies of a pipelined group (RFC 2920 section 3.1 lets a client write the
+// whole group before it reads), and the 421 that ended the session. So the socket is not closed
+// at once: the slot is freed, our side is half-closed, and what the client still sends is read
+// and thrown away until it closes too, for at most lingerTime and lingerBytes.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 1 << 20
+)
+
+// Close frees the slot exactly once and closes the socket after a linger. go-smtp calls it
+// when its read loop has ended, so the linger is the only reader left.
+func (c *slotConn) Close() error { return c.close(true) }
+
+// closeNow frees the slot and closes the socket at once: Server.Close, and a shutdown past its
+// deadline, where go-smtp may still be reading.
+func (c *slotConn) closeNow() error { return c.close(false) }
+
+func (c *slotConn) close(linger bool) error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
-		err = c.Conn.Close()
+		if !linger || !c.pool.startLinger(c) {
+			err = c.Conn.Close()
+			c.pool.release(c)
+			c.srv.sessionEnded(c)
+			return
+		}
+		// The session is over whatever the client does now: its slot goes back at once.
 		c.pool.release(c)
 		c.srv.sessionEnded(c)
+		if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+			_ = tc.CloseWrite()
+		}
+		err = nil
+		go c.linger()
 	})
 	return err
+}
+
+// linger reads until the client closes, the linger time is up or the byte budget is spent,
+// then closes the socket.
+func (c *slotConn) linger() {
+	defer c.pool.endLinger(c)
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerBytes))
+	_ = c.Conn.Close()
 }
 
 // Session-side notes, called from the go-smtp goroutine of this connection.

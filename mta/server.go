@@ -34,7 +34,8 @@ type Server struct {
 	control  *controlServer
 	holdMu   sync.Mutex // serialises edits of the hold file
 
-	draining atomic.Bool
+	draining   atomic.Bool
+	closingNow atomic.Bool // Close, or a Shutdown past its deadline: sockets close without a linger
 	seq      atomic.Uint64 // session and queue id counter
 
 	mu        sync.Mutex
@@ -197,9 +198,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// go-smtp waits for its sessions; its error is only ever ctx's or a listener's close.
 	_ = s.smtp.Shutdown(ctx)
 	if ctx.Err() != nil {
+		s.closingNow.Store(true)
+		s.pool.cutLingers()
 		for _, c := range s.pool.live() {
 			c.goodbye(replyShutdown)
-			c.Close()
+			c.closeNow()
 		}
 	}
 	s.waitSessions(5 * time.Second)
@@ -213,9 +216,11 @@ func (s *Server) Close() error {
 		return ErrServerClosed
 	}
 	s.draining.Store(true)
+	s.closingNow.Store(true)
+	s.pool.cutLingers()
 	s.closeListeners()
 	for _, c := range s.pool.close() {
-		c.Close()
+		c.closeNow()
 	}
 	err := s.smtp.Close()
 	s.waitSessions(5 * time.Second)

@@ -45,9 +45,10 @@ type slotPool struct {
 	waiting   list.List // of *waiter, oldest first
 	perClient map[netip.Addr]int
 	conns     map[*slotConn]struct{} // every live wrapped connection, exempt ones too
+	lingers   map[*slotConn]struct{} // closed connections still being read (slotConn.linger)
 	stressed  int                    // active sessions running with stress settings
 	stress    stressRun
-	bg        sync.WaitGroup // 421 writers
+	bg        sync.WaitGroup // 421 writers and lingering closes
 
 	// Counters, under mu.
 	served, tempfailed uint64
@@ -75,6 +76,7 @@ func newSlotPool(srv *Server) *slotPool {
 		log:       srv.log,
 		perClient: make(map[netip.Addr]int),
 		conns:     make(map[*slotConn]struct{}),
+		lingers:   make(map[*slotConn]struct{}),
 	}
 	p.stress.init(p)
 	return p
@@ -231,6 +233,40 @@ func rejectConn(c net.Conn, line string) {
 	}
 	_ = c.SetReadDeadline(time.Now().Add(rejectLinger))
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+}
+
+// startLinger counts a lingering close of c in bg and sets its deadline, unless the node is
+// closing now: then there is no time to linger.
+func (p *slotPool) startLinger(c *slotConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.srv.closingNow.Load() {
+		return false
+	}
+	p.bg.Add(1)
+	p.lingers[c] = struct{}{}
+	// Under p.mu, so that cutLingers comes wholly before or after this deadline.
+	c.mu.Lock()
+	c.lingering, c.readShut, c.writeShut = true, true, true
+	_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+	c.mu.Unlock()
+	return true
+}
+
+func (p *slotPool) endLinger(c *slotConn) {
+	p.mu.Lock()
+	delete(p.lingers, c)
+	p.mu.Unlock()
+	p.bg.Done()
+}
+
+// cutLingers ends every linger now: the node is closing without waiting.
+func (p *slotPool) cutLingers() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.lingers {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
 }
 
 // close refuses new connections, answers every waiter with 421 and returns the live
