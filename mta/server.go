@@ -35,8 +35,8 @@ type Server struct {
 	holdMu   sync.Mutex // serialises edits of the hold file
 
 	draining   atomic.Bool
-	closingNow atomic.Bool // Close, or a Shutdown past its deadline: sockets close without a linger
-	seq      atomic.Uint64 // session and queue id counter
+	closingNow atomic.Bool   // Close, or a Shutdown past its deadline: sockets close without a linger
+	seq        atomic.Uint64 // session and queue id counter
 
 	mu        sync.Mutex
 	closed    bool
