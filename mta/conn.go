@@ -53,9 +53,12 @@ type slotConn struct {
 	inTxn      bool // a MAIL was accepted and the transaction has not ended
 	errs, junk int
 	verb       []byte // the start of the command line being read, for the junk count
-	bdatSkip   int64  // chunk bytes still to pass unscanned after a BDAT command
-	ehlo       bool   // the client said EHLO (for the Received header's "with ESMTP")
-	tlsAsked   bool   // a STARTTLS command was read and not yet answered
+	in, out    []byte // bytes read and not yet looked at; bytes looked at, for go-smtp (connread.go)
+	dstate     dataState
+	dataAsked  bool  // the command line just looked at is DATA: what follows waits for its reply
+	bdatSkip   int64 // chunk bytes still to pass unscanned after a BDAT command
+	ehlo       bool  // the client said EHLO (for the Received header's "with ESMTP")
+	tlsAsked   bool  // a STARTTLS command was read and not yet answered
 	// raw: TLS runs above this connection (go-smtp wraps it after its 220 to STARTTLS), so
 	// the bytes here are ciphertext: deadlines still apply, command and reply scanning not.
 	raw       bool
@@ -96,32 +99,6 @@ const replyTooManyErrors = "421 4.7.0 %s Error: too many errors"
 // reply. The connection closes after it.
 var errDataTimeout = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 	Message: "Timeout waiting for data, closing connection"}
-
-// Read applies this session's deadline, counts junk commands, and ends the session when told.
-func (c *slotConn) Read(b []byte) (int, error) {
-	for {
-		dl, stop := c.prepareRead()
-		if stop {
-			return 0, io.EOF
-		}
-		n, err := c.Conn.Read(b)
-		if n > 0 && c.scan(b[:n]) {
-			c.goodbye(replyTooManyErrors)
-			return 0, io.EOF
-		}
-		if err == nil || !isTimeout(err) {
-			return n, err
-		}
-		if time.Now().Before(dl) {
-			// Woken early by Shutdown, which moves the deadline: look again at what to do.
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, c.timedOut()
-	}
-}
 
 // prepareRead sets the inner deadline, then checks whether the session must end. In that
 // order: Shutdown sets draining and then moves the deadline, so one of the two is seen. The
@@ -207,41 +184,6 @@ func (c *slotConn) clampLocked(t time.Time) time.Time {
 	return t
 }
 
-// scan looks at bytes read: DATA progress, and command verbs for the junk count. It reports
-// whether the session must end now (it has then said its 421).
-func (c *slotConn) scan(b []byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lastRead = time.Now()
-	if c.dataMode {
-		c.dataBytes += int64(len(b))
-		return false
-	}
-	// RFC 3207 section 4.2: nothing may follow STARTTLS before the handshake, so whatever else
-	// this read holds is the client's first handshake bytes, not commands.
-	for len(b) > 0 && !c.raw && !c.tlsAsked {
-		if c.bdatSkip > 0 {
-			n := min(c.bdatSkip, int64(len(b)))
-			c.bdatSkip -= n
-			b = b[n:]
-			continue
-		}
-		i := bytes.IndexByte(b, '\n')
-		part := b
-		if i >= 0 {
-			part = b[:i+1]
-		}
-		if room := 64 - len(c.verb); room > 0 {
-			c.verb = append(c.verb, part[:min(room, len(part))]...)
-		}
-		b = b[len(part):]
-		if i >= 0 && c.commandLocked() {
-			return true
-		}
-	}
-	return false
-}
-
 // commandLocked classifies one complete command line. Caller holds mu.
 func (c *slotConn) commandLocked() bool {
 	line := bytes.ToUpper(bytes.TrimRight(c.verb, "\r\n"))
@@ -258,6 +200,8 @@ func (c *slotConn) commandLocked() bool {
 		}
 	case "STARTTLS":
 		c.tlsAsked = true
+	case "DATA":
+		c.dataAsked = true
 	case "BDAT":
 		// The chunk that follows is message data, not commands.
 		// TODO: MinDataRate does not apply to BDAT chunks; each is bounded by the command
@@ -352,6 +296,7 @@ func (c *slotConn) noteReplies(b []byte) bool {
 		}
 		if code == 354 {
 			c.dataMode, c.dataStart, c.lastRead, c.dataBytes = true, time.Now(), time.Now(), 0
+			c.dstate = dataLineStart
 			continue
 		}
 		c.dataMode = false
