@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"crypto/tls"
+
 	"github.com/emersion/go-smtp"
 )
 
@@ -58,12 +60,12 @@ type slotConn struct {
 	dataAsked  bool  // the command line just looked at is DATA: what follows waits for its reply
 	bdatSkip   int64 // chunk bytes still to pass unscanned after a BDAT command
 	ehlo       bool  // the client said EHLO (for the Received header's "with ESMTP")
-	tlsAsked   bool  // a STARTTLS command was read and not yet answered
-	// raw: TLS runs above this connection (go-smtp wraps it after its 220 to STARTTLS), so
-	// the bytes here are ciphertext: deadlines still apply, command and reply scanning not.
-	raw       bool
-	lingering bool // closed by go-smtp; the socket is read and closed by linger
-	accepted  int  // messages accepted in this session
+	// STARTTLS runs here, under go-smtp, so that everything above sees plain text (starttls.go).
+	tlsStep   tlsStep
+	tlsConn   *tls.Conn // set once the handshake is done; then every read and write goes through it
+	tlsHold   []byte    // replies held back while a STARTTLS waits for its turn, under wmu
+	lingering bool      // closed by go-smtp; the socket is read and closed by linger
+	accepted  int       // messages accepted in this session
 }
 
 // settings are a session's limits, fixed when it gets its slot.
@@ -199,7 +201,9 @@ func (c *slotConn) commandLocked() bool {
 			return c.errorLocked()
 		}
 	case "STARTTLS":
-		c.tlsAsked = true
+		if len(arg) == 0 && c.srv.cert != nil && c.tlsStep == tlsNone {
+			c.tlsStep = tlsAsked
+		}
 	case "DATA":
 		c.dataAsked = true
 	case "BDAT":
@@ -240,11 +244,6 @@ func (c *slotConn) Write(b []byte) (int, error) {
 	if shut {
 		return len(b), nil
 	}
-	if c.isRaw() {
-		// TODO: inside TLS the replies pass here encrypted, so they are not cleaned; that needs
-		// a hook above go-smtp's tls.Conn.
-		return c.Conn.Write(b)
-	}
 	b = cleanReply(b)
 	// go-smtp writes a multi-line reply (EHLO's) one line at a time; the lines are held until
 	// the last one so the reply costs one write, not one per line.
@@ -254,10 +253,17 @@ func (c *slotConn) Write(b []byte) (int, error) {
 	}
 	out := b
 	if len(c.pending) > 0 {
-		out = append(c.pending, b...)
+		out = append(c.pending, c.advertiseTLS(c.pending, b)...)
 		c.pending = c.pending[:0]
 	}
-	n, err := c.Conn.Write(out)
+	if c.holdingForTLS() {
+		c.tlsHold = append(c.tlsHold, out...)
+		if c.noteReplies(b) {
+			c.sayLocked(sprintfLine(replyTooManyErrors, c.srv.cfg.Hostname))
+		}
+		return len(b), nil
+	}
+	n, err := c.writer().Write(out)
 	n = max(n-(len(out)-len(b)), 0)
 	// The 421 goes in line after the error reply, so the client reads them in order.
 	if c.noteReplies(b) {
@@ -289,11 +295,6 @@ func (c *slotConn) noteReplies(b []byte) bool {
 		if err != nil {
 			continue
 		}
-		if c.tlsAsked {
-			if c.startTLSReplyLocked(code); c.raw {
-				continue
-			}
-		}
 		if code == 354 {
 			c.dataMode, c.dataStart, c.lastRead, c.dataBytes = true, time.Now(), time.Now(), 0
 			c.dstate = dataLineStart
@@ -306,43 +307,6 @@ func (c *slotConn) noteReplies(b []byte) bool {
 		}
 	}
 	return limit
-}
-
-// startTLSReplyLocked follows go-smtp's answer to STARTTLS. After a 220 the handshake begins:
-// it gets a fresh command timeout of its own (300 s, 10 s in stress), and from then on the bytes
-// are ciphertext. Caller holds mu.
-func (c *slotConn) startTLSReplyLocked(code int) {
-	c.tlsAsked = false
-	if code != 220 {
-		return // 502: no TLS here, or already in TLS; commands go on in the clear
-	}
-	c.raw = true
-	c.deadline = time.Now().Add(c.set.timeout)
-}
-
-func (c *slotConn) isRaw() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.raw
-}
-
-// beginData and endData mark the data phase for a session in TLS, where the 354 and the reply
-// after the data cannot be seen here; the session calls them around Data. In the clear the
-// replies mark it and these do nothing.
-func (c *slotConn) beginData() {
-	c.mu.Lock()
-	if c.raw && !c.dataMode {
-		c.dataMode, c.dataStart, c.lastRead, c.dataBytes = true, time.Now(), time.Now(), 0
-	}
-	c.mu.Unlock()
-}
-
-func (c *slotConn) endData() {
-	c.mu.Lock()
-	if c.raw {
-		c.dataMode = false
-	}
-	c.mu.Unlock()
 }
 
 // goodbye says a last 421 and ends the session: no more reads, no more writes.
@@ -360,21 +324,14 @@ func (c *slotConn) sayLocked(line string) {
 		return
 	}
 	c.writeShut, c.readShut = true, true
-	raw := c.raw
-	if raw {
-		// TODO: a 421 in the clear inside TLS would only be garbage to the client; saying it
-		// needs a hook above go-smtp's tls.Conn. Until then a TLS session is just closed.
-		_ = c.Conn.SetReadDeadline(time.Now())
-		c.mu.Unlock()
-		return
-	}
 	c.mu.Unlock()
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
-	_, _ = io.WriteString(c.Conn, line)
+	// Replies held for a STARTTLS go first: the client reads them in order, the 421 last.
+	last := append(c.tlsHold, line...)
+	c.tlsHold = nil
+	_, _ = c.writer().Write(last)
 	// Half-close so the client reads the 421 before the end, even if it is still talking.
-	if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		_ = tc.CloseWrite()
-	}
+	c.closeWrite()
 	// Wake a read blocked in go-smtp so that it sees EOF and closes. Under mu, so that it
 	// cannot land before a linger's deadline and cut the linger short.
 	c.mu.Lock()
@@ -458,9 +415,10 @@ func (c *slotConn) close(linger bool) error {
 		// The session is over whatever the client does now: its slot goes back at once.
 		c.pool.release(c)
 		c.srv.sessionEnded(c)
-		if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-			_ = tc.CloseWrite()
-		}
+		c.wmu.Lock()
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
+		c.closeWrite()
+		c.wmu.Unlock()
 		err = nil
 		go c.linger()
 	})

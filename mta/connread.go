@@ -17,11 +17,8 @@ import (
 //     there, and rewrites two bare-CR patterns that go-smtp v0.26.0's data reader gets wrong
 //     (see feedDataLocked), so that go-smtp ends the data exactly where the RFC does.
 //
-// Inside TLS the bytes are ciphertext and pass unread.
-//
-// TODO: TLS sessions still meet go-smtp's data reader unmended (a lone CR right before the end
-// of the data stalls them to the command timeout); mending them needs the wrapper above
-// go-smtp's tls.Conn, that is, STARTTLS done by the wrapper.
+// After STARTTLS the same holds: the wrapper runs TLS itself (starttls.go), so what it looks at
+// is always plain text.
 
 // Read applies this session's deadline, looks at what the client sent, and ends the session
 // when told.
@@ -30,6 +27,9 @@ func (c *slotConn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	for {
+		if err := c.startTLSIfDue(); err != nil {
+			return 0, io.EOF
+		}
 		n, stop := c.serve(b)
 		if stop {
 			c.goodbye(replyTooManyErrors)
@@ -42,7 +42,7 @@ func (c *slotConn) Read(b []byte) (int, error) {
 		if stop {
 			return 0, io.EOF
 		}
-		n, err := c.Conn.Read(b)
+		n, err := c.reader().Read(b)
 		if n > 0 {
 			c.mu.Lock()
 			c.in = append(c.in, b[:n]...)
@@ -71,6 +71,9 @@ func (c *slotConn) serve(b []byte) (int, bool) {
 			return 0, true
 		}
 		c.in = c.in[:copy(c.in, c.in[nin:])]
+		if nin == 0 {
+			break // the start of a command line, waiting for its end
+		}
 	}
 	n := copy(b, c.out)
 	c.out = c.out[:copy(c.out, c.out[n:])]
@@ -82,15 +85,6 @@ func (c *slotConn) serve(b []byte) (int, bool) {
 // end of the data. Caller holds mu.
 func (c *slotConn) feedLocked(src []byte) (int, bool) {
 	c.lastRead = time.Now()
-	if c.raw || (c.tlsAsked && !c.dataMode) {
-		// Ciphertext; or the bytes after STARTTLS, which RFC 3207 section 4.2 forbids before
-		// the handshake, so they are the client's first handshake bytes, not commands.
-		if c.dataMode {
-			c.dataBytes += int64(len(src))
-		}
-		c.out = append(c.out, src...)
-		return len(src), false
-	}
 	if c.dataMode {
 		n := c.feedDataLocked(src)
 		c.dataBytes += int64(n)
@@ -103,7 +97,7 @@ func (c *slotConn) feedLocked(src []byte) (int, bool) {
 // mu.
 func (c *slotConn) feedCommandsLocked(src []byte) (int, bool) {
 	nin := 0
-	for nin < len(src) && !c.tlsAsked {
+	for nin < len(src) {
 		rest := src[nin:]
 		if c.bdatSkip > 0 {
 			// A BDAT chunk is message data, not commands.
@@ -117,8 +111,12 @@ func (c *slotConn) feedCommandsLocked(src []byte) (int, bool) {
 		part := rest
 		if i >= 0 {
 			part = rest[:i+1]
+		} else if len(c.verb) == 0 && len(rest) < verbMax {
+			// The start of a short command line waits for its end, so that a line such as
+			// STARTTLS, which is not passed on, is never half passed on already.
+			break
 		}
-		if room := 64 - len(c.verb); room > 0 {
+		if room := verbMax - len(c.verb); room > 0 {
 			c.verb = append(c.verb, part[:min(room, len(part))]...)
 		}
 		c.out = append(c.out, part...)
@@ -133,13 +131,23 @@ func (c *slotConn) feedCommandsLocked(src []byte) (int, bool) {
 			c.dataAsked = false
 			return nin, false // the rest waits for DATA's reply
 		}
-	}
-	if c.tlsAsked {
-		c.out = append(c.out, src[nin:]...)
-		nin = len(src)
+		if c.tlsStep == tlsAsked {
+			// go-smtp gets RSET in its place, which resets the transaction as RFC 3207 section
+			// 4.2 asks; its reply is replaced by our 220 (starttls.go). Nothing may follow
+			// STARTTLS before the handshake: what this read holds after it was sent in the
+			// clear and is thrown away, so it can never pass as the encrypted client's.
+			c.out = append(c.out[:len(c.out)-len(part)], "RSET\r\n"...)
+			if dropped := len(src) - nin; dropped > 0 {
+				c.log.Info("bytes after STARTTLS thrown away", "bytes", dropped)
+			}
+			return len(src), false
+		}
 	}
 	return nin, false
 }
+
+// verbMax is how much of a command line is kept for classifying it.
+const verbMax = 64
 
 // dataState is where the data reader is in a line of message data.
 type dataState uint8

@@ -129,11 +129,11 @@ func (s *Server) receivedHeader(ss *session, id string, rcpts []string) []byte {
 	if ss.conn.saidEHLO() {
 		proto = "ESMTP"
 	}
-	if ss.tls {
+	if ss.conn.inTLS() {
 		proto += "S" // RFC 3848: ESMTPS, SMTP with STARTTLS
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (mtastress) with %s id %s", sanitizeHelo(ss.helo),
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (mtastress) with %s id %s", sanitizeHelo(ss.smtp.Hostname()),
 		ss.conn.ip, s.cfg.Hostname, proto, id)
 	if len(rcpts) == 1 {
 		// Only a single recipient is named: more would disclose Bcc recipients.

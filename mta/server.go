@@ -127,9 +127,7 @@ func (s *Server) newSMTP() *smtp.Server {
 	// connection to its own.
 	srv.ReadTimeout = max(s.cfg.CommandTimeout, s.cfg.StressCommandTimeout)
 	srv.WriteTimeout = srv.ReadTimeout
-	if s.cert != nil {
-		srv.TLSConfig = s.cert.serverTLSConfig()
-	}
+	// No TLSConfig: the connection wrapper runs STARTTLS itself (starttls.go).
 	srv.ErrorLog = smtpLogger{s.log.With("component", "go-smtp")}
 	return srv
 }

@@ -1,7 +1,6 @@
 package mta
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,26 +41,20 @@ var (
 type backend struct{ srv *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	nc := c.Conn()
-	_, inTLS := c.TLSConnectionState()
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn() // after STARTTLS go-smtp holds the tls.Conn it wrapped around ours
-	}
-	sc, ok := nc.(*slotConn)
+	sc, ok := c.Conn().(*slotConn)
 	if !ok {
 		// Only our listener feeds go-smtp; anything else is a programming error, answered softly.
 		return nil, smtpErr(421, smtp.EnhancedCode{4, 3, 0}, "Internal error")
 	}
-	sc.log.Debug("session greeted", "helo", c.Hostname(), "stress", sc.set.stress, "tls", inTLS)
-	return &session{srv: b.srv, conn: sc, helo: c.Hostname(), tls: inTLS, log: sc.log}, nil
+	sc.log.Debug("session greeted", "helo", c.Hostname(), "stress", sc.set.stress, "tls", sc.inTLS())
+	return &session{srv: b.srv, conn: sc, smtp: c, log: sc.log}, nil
 }
 
 // session is one client's SMTP dialogue after EHLO.
 type session struct {
 	srv  *Server
 	conn *slotConn
-	helo string
-	tls  bool // the session runs inside STARTTLS
+	smtp *smtp.Conn // for the EHLO name, which a later EHLO may change
 	log  *slog.Logger
 
 	// mu guards the transaction: with BDAT, go-smtp runs Data on its own goroutine and may
@@ -152,8 +145,6 @@ func (s *session) Data(r io.Reader) error {
 	env := envelope{ID: s.srv.nextQueueID(), From: s.from, To: slices.Clone(s.rcpts), Client: s.conn.ip.String()}
 	declared8 := s.body8
 	s.mu.Unlock()
-	s.conn.beginData()
-	defer s.conn.endData()
 	received := s.srv.receivedHeader(s, env.ID, env.To)
 	body, err := readMessage(r, received, s.srv.cfg.MaxMessageBytes)
 	if err != nil {

@@ -6,10 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// Inbound STARTTLS (RFC 3207). go-smtp performs the handshake on the connection it was handed,
-// which is our slotConn, so the wrapper's deadlines bound it: at the 220 reply to STARTTLS the
-// read deadline is moved to now + the session's command timeout, 300 s, or 10 s for a session
-// that started in stress (Postfix's smtpd_starttls_timeout follows the same stress rule).
+// Inbound STARTTLS (RFC 3207): the certificate, its settings and its reload. The connection
+// wrapper runs the command and the handshake (starttls.go).
 
 // serverCert holds the certificate served to STARTTLS clients; a reload swaps it whole, so a
 // handshake in progress keeps the one it began with.
@@ -30,7 +28,7 @@ func (sc *serverCert) load(certFile, keyFile string) error {
 
 func (sc *serverCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return sc.cur.Load(), nil }
 
-// serverTLSConfig is go-smtp's TLSConfig: TLS 1.2 or later (RFC 8996 deprecates 1.0 and 1.1),
+// serverTLSConfig is the handshake's config: TLS 1.2 or later (RFC 8996 deprecates 1.0 and 1.1),
 // Go's default cipher suites, which are the modern AEAD ones for 1.2.
 func (sc *serverCert) serverTLSConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: sc.get}
@@ -50,8 +48,8 @@ func (s *Server) setupTLS() error {
 }
 
 // reloadCertificate reads cfg's certificate again (SIGHUP: a renewed certificate under the same
-// names is picked up too). Turning STARTTLS on or off needs a restart: go-smtp reads its
-// TLSConfig without a lock.
+// names is picked up too). Turning STARTTLS on or off needs a restart: every session reads
+// s.cert without a lock.
 func (s *Server) reloadCertificate(cfg Config) error {
 	switch {
 	case s.cert == nil && cfg.TLSCertFile == "":
