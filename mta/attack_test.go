@@ -709,25 +709,7 @@ func FuzzDataNeverRunsAsCommands(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	sink, err := testenv.StartSink(testenv.SinkOptions{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(sink.Stop)
-	cfg := testConfig(f, sink.Addr())
-	cfg.Logger = nil
-	cfg.Limit, cfg.CommandTimeout, cfg.MaxMessageBytes = 50, 2*time.Second, 64<<10
-	s, err := New(cfg)
-	if err != nil {
-		f.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	go s.Serve(l)
-	f.Cleanup(func() { s.Close() })
-	addr := l.Addr().String()
+	s, addr, _ := startFuzzServer(f)
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		// The DATA line's CRLF starts the first line; the end we send is at the body's end.
@@ -859,4 +841,28 @@ func TestPipelinedBodyIsNotCommands(t *testing.T) {
 		want:   replies(atkGreeted, []string{"502 5.5.1 ", "421 4.7.0 "}),
 		closed: true,
 	}})
+}
+
+// startFuzzServer starts the one server a fuzz target's inputs share, quiet, with room for
+// many sessions and a short command timeout, relaying to a recording sink.
+func startFuzzServer(f *testing.F) (*Server, string, *testenv.Sink) {
+	sink, err := testenv.StartSink(testenv.SinkOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(sink.Stop)
+	cfg := testConfig(f, sink.Addr())
+	cfg.Logger = nil
+	cfg.Limit, cfg.CommandTimeout, cfg.MaxMessageBytes = 50, 2*time.Second, 64<<10
+	s, err := New(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	go s.Serve(l)
+	f.Cleanup(func() { s.Close() })
+	return s, l.Addr().String(), sink
 }

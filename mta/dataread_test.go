@@ -2,12 +2,9 @@ package mta
 
 import (
 	"bytes"
-	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mtastress/mtastress/testenv"
 )
 
 // rfcData decodes message data from just after the DATA line's CRLF as RFC 5321 section
@@ -95,25 +92,7 @@ func FuzzDataArrivesIntact(f *testing.F) {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)
 	}
-	sink, err := testenv.StartSink(testenv.SinkOptions{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(sink.Stop)
-	cfg := testConfig(f, sink.Addr())
-	cfg.Logger = nil
-	cfg.Limit, cfg.CommandTimeout, cfg.MaxMessageBytes = 50, 2*time.Second, 64<<10
-	s, err := New(cfg)
-	if err != nil {
-		f.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	go s.Serve(l)
-	f.Cleanup(func() { s.Close() })
-	addr := l.Addr().String()
+	_, addr, sink := startFuzzServer(f)
 
 	const mark = "X-Fuzz: intact\r\n"
 	f.Fuzz(func(t *testing.T, body []byte, oneWrite bool) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mtastress/mtastress/testenv"
 )
 
 // startTLSRaw dials addr, reads the greeting, writes pre and STARTTLS in one write, reads
@@ -54,19 +56,23 @@ func startTLSRaw(t *testing.T, addr, host, pre string) (*tls.Conn, *bufio.Reader
 	return tc, bufio.NewReader(tc), before
 }
 
-func tlsConfig(t *testing.T, relay string) Config {
-	cfg := testConfig(t, relay)
+// tlsNode starts a server with a certificate, its config edited by edit, relaying to a sink.
+func tlsNode(t *testing.T, edit func(*Config)) (Config, *Server, string, *testenv.Sink) {
+	sink := startSink(t)
+	cfg := testConfig(t, sink.Addr())
 	cfg.TLSCertFile, cfg.TLSKeyFile = attackCert(t, cfg.Hostname)
-	return cfg
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, addr := startServer(t, cfg)
+	return cfg, s, addr, sink
 }
 
 // TestStartTLSByTheWrapper checks what running STARTTLS in the connection wrapper gives a
 // session inside TLS: everything the wrapper does in the clear.
 func TestStartTLSByTheWrapper(t *testing.T) {
 	t.Run("EHLO offers STARTTLS once, and not inside TLS", func(t *testing.T) {
-		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
-		_, addr := startServer(t, cfg)
+		cfg, _, addr, _ := tlsNode(t, nil)
 		c := dialRaw(t, addr)
 		expect(t, "greeting", c.reply(5*time.Second), "220 ")
 		c.send("EHLO client.test")
@@ -86,17 +92,13 @@ func TestStartTLSByTheWrapper(t *testing.T) {
 	})
 
 	t.Run("replies to commands pipelined before STARTTLS arrive before the 220", func(t *testing.T) {
-		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
-		_, addr := startServer(t, cfg)
+		cfg, _, addr, _ := tlsNode(t, nil)
 		_, _, before := startTLSRaw(t, addr, cfg.Hostname, "EHLO client.test\r\nNOOP\r\nRSET\r\n")
 		checkReplies(t, before, []string{"250 ", "250 2.0.0 ", "250 2.0.0 "})
 	})
 
 	t.Run("a sender given before STARTTLS is forgotten", func(t *testing.T) {
-		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
-		_, addr := startServer(t, cfg)
+		cfg, _, addr, _ := tlsNode(t, nil)
 		tc, r, before := startTLSRaw(t, addr, cfg.Hostname, "EHLO client.test\r\nMAIL FROM:<a@example.net>\r\n")
 		checkReplies(t, before, []string{"250 ", "250 "})
 		tc.Write([]byte("EHLO client.test\r\nRCPT TO:<user1@example.test>\r\nQUIT\r\n"))
@@ -105,10 +107,7 @@ func TestStartTLSByTheWrapper(t *testing.T) {
 	})
 
 	t.Run("a lone CR before the end of data inside TLS does not hide the end", func(t *testing.T) {
-		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
-		cfg.CommandTimeout = 2 * time.Second
-		s, addr := startServer(t, cfg)
+		cfg, s, addr, sink := tlsNode(t, func(c *Config) { c.CommandTimeout = 2 * time.Second })
 		tc, r, _ := startTLSRaw(t, addr, cfg.Hostname, atkHello)
 		tc.Write([]byte(atkHello + atkEnvelope + "DATA\r\n" + atkFirst + "\r" + atkEnd + atkQuit))
 		res := readReplies(t, tc, r, time.Second)
@@ -123,10 +122,7 @@ func TestStartTLSByTheWrapper(t *testing.T) {
 	})
 
 	t.Run("the stress limits hold inside TLS and the 421 is said there", func(t *testing.T) {
-		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
-		cfg.JunkLimit, cfg.HardErrorLimit = 2, 1
-		_, addr := startServer(t, cfg)
+		cfg, _, addr, _ := tlsNode(t, func(c *Config) { c.JunkLimit, c.HardErrorLimit = 2, 1 })
 		tc, r, _ := startTLSRaw(t, addr, cfg.Hostname, "")
 		tc.Write([]byte(atkHello + "NOOP\r\n"))
 		readReply(t, r)
@@ -141,9 +137,7 @@ func TestStartTLSByTheWrapper(t *testing.T) {
 	})
 
 	t.Run("echoed control characters are cleaned inside TLS", func(t *testing.T) {
-		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
-		_, addr := startServer(t, cfg)
+		cfg, _, addr, _ := tlsNode(t, nil)
 		tc, r, _ := startTLSRaw(t, addr, cfg.Hostname, "")
 		// readReplies fails on a reply with a control character in it.
 		tc.Write([]byte("EHLO evil\x01name.test\r\n" + atkQuit))
@@ -153,7 +147,8 @@ func TestStartTLSByTheWrapper(t *testing.T) {
 
 	t.Run("shutdown says 421 to an idle session inside TLS", func(t *testing.T) {
 		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
+		cfg := testConfig(t, sink.Addr())
+		cfg.TLSCertFile, cfg.TLSKeyFile = attackCert(t, cfg.Hostname)
 		s, addr := startServerNoCleanup(t, cfg)
 		tc, r, _ := startTLSRaw(t, addr, cfg.Hostname, "")
 		tc.Write([]byte(atkHello))
@@ -171,9 +166,7 @@ func TestStartTLSByTheWrapper(t *testing.T) {
 	})
 
 	t.Run("a failed handshake ends the session and frees its slot", func(t *testing.T) {
-		sink := startSink(t)
-		cfg := tlsConfig(t, sink.Addr())
-		s, addr := startServer(t, cfg)
+		_, s, addr, _ := tlsNode(t, nil)
 		c := dialRaw(t, addr)
 		expect(t, "greeting", c.reply(5*time.Second), "220 ")
 		expect(t, "STARTTLS", c.cmd("STARTTLS"), "220 ")
