@@ -68,19 +68,20 @@ type slotConn struct {
 	accepted  int       // messages accepted in this session
 }
 
-// settings are a session's limits, fixed when it gets its slot.
+// settings are a session's limits, fixed when it gets its slot (tuning.go).
 type settings struct {
-	stress     bool
-	timeout    time.Duration
-	hardErrors int
-	junk       int
+	stress      bool
+	timeout     time.Duration
+	hardErrors  int
+	junk        int
+	minDataRate int // bytes per second; 0: off
 }
 
 func (s *Server) settingsFor(stress bool) settings {
-	if stress {
-		return settings{true, s.cfg.StressCommandTimeout, s.cfg.StressHardErrorLimit, s.cfg.StressJunkLimit}
+	if t := s.tuning.Load(); stress {
+		return t.stress
 	}
-	return settings{false, s.cfg.CommandTimeout, s.cfg.HardErrorLimit, s.cfg.JunkLimit}
+	return s.tuning.Load().normal
 }
 
 func (s *Server) wrapConn(c net.Conn, ip netip.Addr, p *slotPool, stress bool) *slotConn {
@@ -135,7 +136,7 @@ func (c *slotConn) readDeadlineLocked() time.Time {
 		return c.deadline
 	}
 	dl := c.lastRead.Add(c.set.timeout)
-	if rate := c.srv.cfg.MinDataRate; rate > 0 {
+	if rate := c.set.minDataRate; rate > 0 {
 		budget := c.dataStart.Add(c.set.timeout + time.Duration(c.dataBytes)*time.Second/time.Duration(rate))
 		if budget.Before(dl) {
 			dl = budget

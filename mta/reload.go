@@ -39,12 +39,12 @@ func newRouting(cfg Config) *routing {
 	return r
 }
 
-// Reload applies cfg's recipient policy, routing and rate limits: Domains, Users,
-// RelayNetworks, Relay, Transports and RateLimits; and it reads the STARTTLS certificate again. Every other field of cfg is ignored: those
+// Reload applies cfg's recipient policy, routing and rate limits (Domains, Users,
+// RelayNetworks, Relay, Transports, RateLimits), its session limits (CommandTimeout,
+// StressCommandTimeout, HardErrorLimit, StressHardErrorLimit, JunkLimit, StressJunkLimit,
+// MinDataRate, SlotWait, WaitMax, ClientCap: for sessions and waits that begin after it; see
+// tuning), and reads the STARTTLS certificate again. Every other field of cfg is ignored: those
 // settings need a restart. cfg is validated whole first; on an error nothing changes.
-//
-// TODO: the stress settings, limits and timeouts are read without a lock by sessions and by
-// go-smtp; making them reloadable needs them behind the same kind of atomic swap.
 func (s *Server) Reload(cfg Config) error {
 	s.mu.Lock()
 	closed := s.closed
@@ -60,10 +60,16 @@ func (s *Server) Reload(cfg Config) error {
 		return err
 	}
 	s.routing.Store(newRouting(cfg))
+	s.tuning.Store(newTuning(cfg))
 	s.rates.configure(cfg.RateLimits)
-	s.log.Info("recipient policy, routing and rate limits reloaded", "domains", cfg.Domains, "users", len(cfg.Users),
+	s.log.Info("recipient policy, routing, rate limits and session limits reloaded", "domains", cfg.Domains, "users", len(cfg.Users),
 		"relay_networks", len(cfg.RelayNetworks), "relay", cfg.Relay, "transports", len(cfg.Transports),
-		"rate_limits", fmt.Sprintf("%+v", cfg.RateLimits))
+		"rate_limits", fmt.Sprintf("%+v", cfg.RateLimits),
+		"slot_wait", cfg.SlotWait, "wait_max", cfg.WaitMax, "client_cap", cfg.ClientCap,
+		"command_timeout", cfg.CommandTimeout, "stress_command_timeout", cfg.StressCommandTimeout,
+		"min_data_rate", cfg.MinDataRate, "hard_error_limit", cfg.HardErrorLimit,
+		"stress_hard_error_limit", cfg.StressHardErrorLimit, "junk_limit", cfg.JunkLimit,
+		"stress_junk_limit", cfg.StressJunkLimit)
 	return nil
 }
 

@@ -29,6 +29,7 @@ type Server struct {
 	delivery *delivery
 	smtp     *smtp.Server
 	routing  atomic.Pointer[routing] // swapped whole by Reload
+	tuning   atomic.Pointer[tuning]  // swapped whole by Reload
 	rates    *rateLimiter
 	cert     *serverCert // nil without STARTTLS
 	control  *controlServer
@@ -80,6 +81,7 @@ func New(cfg Config) (*Server, error) {
 	s.log = cfg.Logger.With("node", cfg.Node)
 	s.mailLog = s.log.With("log", "mail")
 	s.routing.Store(newRouting(cfg))
+	s.tuning.Store(newTuning(cfg))
 	s.rates = newRateLimiter(cfg.RateLimits, s.log.With("component", "rates"))
 	s.metrics = newMetrics(cfg, s)
 	s.pool = newSlotPool(s)
@@ -125,8 +127,8 @@ func (s *Server) newSMTP() *smtp.Server {
 	srv.MaxLineLength = 2000
 	// The server-wide timeouts are the longest a session may have; slotConn clamps each
 	// connection to its own.
-	srv.ReadTimeout = max(s.cfg.CommandTimeout, s.cfg.StressCommandTimeout)
-	srv.WriteTimeout = srv.ReadTimeout
+	srv.ReadTimeout = maxCommandTimeout
+	srv.WriteTimeout = maxCommandTimeout
 	// No TLSConfig: the connection wrapper runs STARTTLS itself (starttls.go).
 	srv.ErrorLog = smtpLogger{s.log.With("component", "go-smtp")}
 	return srv

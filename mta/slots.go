@@ -88,6 +88,7 @@ func (p *slotPool) admit(l *slotListener, c net.Conn) {
 	// Asked before taking mu, so that the limiter's work is not done under the slot lock. Its
 	// lock is a leaf: it never takes another.
 	limited := !p.srv.rates.allow(rateConnections, ip)
+	t := p.srv.tuning.Load()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -96,21 +97,21 @@ func (p *slotPool) admit(l *slotListener, c net.Conn) {
 	case limited:
 		p.srv.rateLimited(rateConnections, ip)
 		p.rejectLocked(c, replyRate)
-	case p.perClient[ip] >= p.cfg.ClientCap:
+	case p.perClient[ip] >= t.clientCap:
 		// The cap counts holding and waiting connections alike: one address cannot fill the
 		// waiting line either.
 		p.rejectLocked(c, replyCap)
 	case p.stress.state.Active < p.cfg.Limit && p.waiting.Len() == 0:
 		p.perClient[ip]++
 		p.grantLocked(l, c, ip, time.Now(), true)
-	case p.waiting.Len() >= p.cfg.WaitMax:
+	case p.waiting.Len() >= t.waitMax:
 		// The waiting line is capped because every waiter costs a descriptor and memory.
 		p.rejectLocked(c, replyBusy)
 	default:
 		p.perClient[ip]++
 		w := &waiter{conn: c, ip: ip, l: l, since: time.Now()}
 		w.elem = p.waiting.PushBack(w)
-		w.timer = time.AfterFunc(p.cfg.SlotWait, func() { p.expire(w) })
+		w.timer = time.AfterFunc(t.slotWait, func() { p.expire(w) })
 		p.stress.noteDemandLocked()
 	}
 }
