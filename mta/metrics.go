@@ -27,6 +27,7 @@ const (
 	outcomeServed     = "served"     // got a slot
 	outcomeTempfailed = "tempfailed" // answered 421 before a slot: busy, cap, shutdown
 	outcomeRejected   = "rejected"   // closed for too many errors or junk commands
+	outcomeAbandoned  = "abandoned"  // hung up while waiting for a slot
 )
 
 func newMetrics(cfg Config, s *Server) *metrics {
@@ -37,7 +38,7 @@ func newMetrics(cfg Config, s *Server) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts(opts("sessions_total",
-			"SMTP connections by outcome: served (got a slot), tempfailed (421 before a slot), rejected (closed for errors).")),
+			"SMTP connections by outcome: served (got a slot), tempfailed (421 before a slot), rejected (closed for errors), abandoned (hung up while waiting).")),
 			[]string{"outcome"}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts(opts("messages_accepted_total",
 			"Messages answered 250 after DATA, each on disk first."))),

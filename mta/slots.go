@@ -55,11 +55,10 @@ type slotPool struct {
 	peakActive         int
 }
 
-// waiter is a connection waiting for a slot.
-//
-// TODO: a waiter that hangs up is noticed only when its wait ends or it is granted a slot
-// (then it frees the slot at once). Peeking at the socket for EOF while it waits, without
-// consuming pregreet bytes, would free its place in the line sooner.
+// waiter is a connection waiting for a slot. A goroutine watches its socket (watch), so that a
+// client that gives up and hangs up leaves the line at once instead of holding its place, and
+// the WaitMax guard, until its wait runs out: in a flood, bots that connect and drop would
+// otherwise fill the line ahead of real clients.
 type waiter struct {
 	conn  net.Conn
 	ip    netip.Addr
@@ -113,8 +112,36 @@ func (p *slotPool) admit(l *slotListener, c net.Conn) {
 		w.elem = p.waiting.PushBack(w)
 		w.timer = time.AfterFunc(t.slotWait, func() { p.expire(w) })
 		p.stress.noteDemandLocked()
+		p.bg.Add(1)
+		go p.watch(w)
 	}
 }
+
+// watch waits for a waiter's client to hang up, or for bytes from it (a client that talks
+// before its greeting is then left to the session, which may judge it), or for the wait to end:
+// a grant, an expiry and the pool's close each set a read deadline that cuts the watch short.
+func (p *slotPool) watch(w *waiter) {
+	defer p.bg.Done()
+	if !peerGone(w.conn) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.elem == nil {
+		return // granted or answered meanwhile
+	}
+	p.waiting.Remove(w.elem)
+	w.elem = nil
+	w.timer.Stop()
+	p.dropClientLocked(w.ip)
+	p.srv.metrics.sessions.WithLabelValues(outcomeAbandoned).Inc()
+	p.srv.metrics.slotWait.Observe(time.Since(w.since).Seconds())
+	p.stress.noteDemandLocked()
+	_ = w.conn.Close()
+}
+
+// endWait stops a waiter's watch; it is out of the line (elem nil). Caller holds mu.
+func (w *waiter) endWait() { _ = w.conn.SetReadDeadline(time.Now()) }
 
 // grantLocked gives c a slot and hands it to its listener's Accept. step is false when a slot
 // passes straight from a closing connection to a waiter: active does not change, so the stress
@@ -161,6 +188,7 @@ func (p *slotPool) expire(w *waiter) {
 	}
 	p.waiting.Remove(w.elem)
 	w.elem = nil
+	w.endWait()
 	p.dropClientLocked(w.ip)
 	p.srv.metrics.slotWait.Observe(time.Since(w.since).Seconds())
 	p.rejectLocked(w.conn, replyBusy)
@@ -188,6 +216,7 @@ func (p *slotPool) release(sc *slotConn) {
 	w := p.waiting.Remove(p.waiting.Front()).(*waiter)
 	w.elem = nil
 	w.timer.Stop()
+	w.endWait()
 	p.grantLocked(w.l, w.conn, w.ip, w.since, false)
 }
 
@@ -281,6 +310,7 @@ func (p *slotPool) close() []*slotConn {
 			w := p.waiting.Remove(e).(*waiter)
 			w.elem = nil
 			w.timer.Stop()
+			w.endWait()
 			p.dropClientLocked(w.ip)
 			p.rejectLocked(w.conn, replyShutdown)
 		}
