@@ -19,9 +19,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mtastress/mtastress/yamldoc"
-
 	"github.com/mtastress/mtastress/events"
+	"github.com/mtastress/mtastress/yamldoc"
 )
 
 // The configuration file of the alert service (`mtastress alerts --config FILE`): YAML, walked
@@ -43,31 +42,14 @@ type FileConfig struct {
 	vals map[string]*yaml.Node // the value of each key given, by dotted path
 }
 
-// FileError is a problem at a position of a configuration file. It wraps ErrConfig.
-type FileError struct {
-	File         string
-	Line, Column int    // 1-based; 0 when not known (YAML syntax errors carry no column)
-	Key          string // the setting, dotted when nested ("nats.urls"); "" for YAML syntax
-	Msg          string // what is wrong and what to write instead
-}
+// FileError is a problem at a position of a configuration file: File, Line and Column
+// (1-based; 0 when not known, and YAML syntax errors carry no column), Key (the setting, dotted
+// when nested, as in "nats.urls"; "" for YAML syntax) and Msg (what is wrong and what to write
+// instead). It wraps ErrConfig.
+type FileError yamldoc.Error
 
 // Error reads "file:line:col: key: msg", the form editors and CI logs turn into links.
-func (e *FileError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Column > 0 {
-			fmt.Fprintf(&b, ":%d", e.Column)
-		}
-	}
-	b.WriteString(": ")
-	if e.Key != "" {
-		b.WriteString(e.Key + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+func (e *FileError) Error() string { return (*yamldoc.Error)(e).Error() }
 
 func (e *FileError) Unwrap() error { return ErrConfig }
 
@@ -92,18 +74,16 @@ func LoadConfigFile(path string) (FileConfig, error) {
 // credentials and certificates, the relay's CA) must exist; the relay's CA is read.
 func ParseConfigFile(file string, data []byte) (FileConfig, error) {
 	fc := FileConfig{Path: file}
-	p := &cfgParser{file: file, vals: map[string]*yaml.Node{}}
-	root := p.document(data)
-	if p.err == nil {
-		p.mapping(root, "", fc.keys())
+	w := &yamldoc.Walker{File: file, ListKeys: true}
+	root := w.Document(data, "one service")
+	w.Mapping(root, "", fc.keys())
+	if w.Err() == nil {
+		fc.vals = w.Values()
+		fc.finish(w, root)
 	}
-	if p.err == nil {
-		fc.finish(p, root)
+	if err := w.Err(); err != nil {
+		return FileConfig{}, (*FileError)(err)
 	}
-	if p.err != nil {
-		return FileConfig{}, p.err
-	}
-	fc.vals = p.vals
 	return fc, nil
 }
 
@@ -111,15 +91,15 @@ func ParseConfigFile(file string, data []byte) (FileConfig, error) {
 var requiredKeys = []string{"nats", "admin", "from", "relay"}
 
 // finish runs the checks that involve more than one key or the disk.
-func (fc *FileConfig) finish(p *cfgParser, root *yaml.Node) {
+func (fc *FileConfig) finish(w *yamldoc.Walker, root *yaml.Node) {
 	for _, k := range requiredKeys {
-		if p.vals[k] == nil {
-			p.fail(root, k, "is required; see docs/alerts.md for an example file")
+		if fc.vals[k] == nil {
+			w.Fail(root, k, "is required; see docs/alerts.md for an example file")
 			return
 		}
 	}
 	if err := fc.NATS.Validate(); err != nil {
-		p.fail(p.vals["nats"], "nats", "%s", strings.TrimPrefix(err.Error(), events.ErrConnConfig.Error()+": "))
+		w.Fail(fc.vals["nats"], "nats", "%s", strings.TrimPrefix(err.Error(), events.ErrConnConfig.Error()+": "))
 		return
 	}
 	// Compare the backoff bounds as New will see them, defaults included.
@@ -127,25 +107,25 @@ func (fc *FileConfig) finish(p *cfgParser, root *yaml.Node) {
 	lo, hi := cmp.Or(s.RetryMin, DefaultRetryMin), cmp.Or(s.RetryMax, DefaultRetryMax)
 	if hi < lo {
 		key := "retry_max"
-		if p.vals[key] == nil {
+		if fc.vals[key] == nil {
 			key = "retry_min"
 		}
-		p.fail(p.vals[key], key, "retry_max %v is shorter than retry_min %v", hi, lo)
+		w.Fail(fc.vals[key], key, "retry_max %v is shorter than retry_min %v", hi, lo)
 		return
 	}
 	for _, k := range []string{"nats.nkey_file", "nats.creds_file", "nats.tls.ca_file",
 		"nats.tls.cert_file", "nats.tls.key_file"} {
-		if n := p.vals[k]; n != nil {
+		if n := fc.vals[k]; n != nil {
 			if err := readable(n.Value); err != nil {
-				p.fail(n, k, "%v", err)
+				w.Fail(n, k, "%v", err)
 				return
 			}
 		}
 	}
-	if n := p.vals["relay_tls.ca_file"]; n != nil {
+	if n := fc.vals["relay_tls.ca_file"]; n != nil {
 		pool, err := readCAs(n.Value)
 		if err != nil {
-			p.fail(n, "relay_tls.ca_file", "%v", err)
+			w.Fail(n, "relay_tls.ca_file", "%v", err)
 			return
 		}
 		s.TLSConfig.RootCAs = pool
@@ -184,79 +164,48 @@ func (fc FileConfig) ErrorAt(key, format string, a ...any) error {
 	return e
 }
 
-// setting is one key of the file and how its value is read.
-type setting struct {
-	key  string
-	read func(p *cfgParser, n *yaml.Node, path string)
-}
-
-// opt is a setting read by parse into dst.
-func opt[T any](key string, dst *T, parse func(*yaml.Node) (T, error)) setting {
-	return setting{key: key, read: func(p *cfgParser, n *yaml.Node, path string) {
-		v, err := parse(n)
-		if err != nil {
-			p.failErr(n, path, err)
-			return
-		}
-		*dst = v
-	}}
-}
-
-// block is a setting whose value is a mapping of its own keys.
-func block(key string, keys func() []setting) setting {
-	return setting{key: key, read: func(p *cfgParser, n *yaml.Node, path string) {
-		p.mapping(n, path, keys())
-	}}
-}
-
 // keys lists every top-level key of the file.
-func (fc *FileConfig) keys() []setting {
+func (fc *FileConfig) keys() []yamldoc.Setting {
 	s := &fc.Service
-	return []setting{
-		block("nats", fc.natsKeys),
-		opt("admin", &s.Admin, listOf(parseAddress, true)),
-		opt("from", &s.From, parseAddress),
-		opt("relay", &s.Relay, parseHostPort),
-		opt("helo_name", &s.HeloName, parseString),
-		opt("require_tls", &s.RequireTLS, parseBool),
-		block("relay_tls", fc.relayTLSKeys),
-		// 0s turns the settle window off, which Config spells as a negative duration.
-		opt("settle_window", &s.SettleWindow, func(n *yaml.Node) (time.Duration, error) {
-			d, err := parseDuration(0)(n)
-			if err == nil && d == 0 {
-				d = -1
-			}
-			return d, err
-		}),
-		opt("rosters", &s.Rosters, parseRosters),
-		opt("durable", &s.Durable, parseNATSName(durableRE, "a consumer name has no spaces, dots, '*', '>' or slashes")),
-		opt("bucket", &s.Bucket, parseNATSName(bucketRE, "use letters, digits, '-' and '_' only")),
-		opt("replicas", &s.Replicas, parseCount(1, 5)),
-		opt("retry_min", &s.RetryMin, parseDuration(time.Nanosecond)),
-		opt("retry_max", &s.RetryMax, parseDuration(time.Nanosecond)),
-		opt("max_alert_age", &s.MaxAlertAge, parseDuration(time.Nanosecond)),
-		opt("send_timeout", &s.SendTimeout, parseDuration(time.Nanosecond)),
-		opt("ack_wait", &s.AckWait, parseDuration(time.Second)),
-		opt("replica", &s.Replica, parseNATSName(bucketRE, "use letters, digits, '-' and '_' only")),
+	return []yamldoc.Setting{
+		yamldoc.Block("nats", fc.natsKeys),
+		yamldoc.Into("admin", &s.Admin, yamldoc.NonEmptyList(parseAddress)),
+		yamldoc.Into("from", &s.From, parseAddress),
+		yamldoc.Into("relay", &s.Relay, parseHostPort),
+		yamldoc.Into("helo_name", &s.HeloName, yamldoc.String),
+		yamldoc.Into("require_tls", &s.RequireTLS, yamldoc.Bool),
+		yamldoc.Block("relay_tls", fc.relayTLSKeys),
+		yamldoc.Into("settle_window", &s.SettleWindow, parseSettleWindow),
+		yamldoc.Into("rosters", &s.Rosters, parseRosters),
+		yamldoc.Into("durable", &s.Durable,
+			parseNATSName(durableRE, "a consumer name has no spaces, dots, '*', '>' or slashes")),
+		yamldoc.Into("bucket", &s.Bucket, parseNATSName(bucketRE, bucketRule)),
+		yamldoc.Into("replicas", &s.Replicas, yamldoc.Int(1, 5)),
+		yamldoc.Into("retry_min", &s.RetryMin, yamldoc.MinDuration(time.Nanosecond)),
+		yamldoc.Into("retry_max", &s.RetryMax, yamldoc.MinDuration(time.Nanosecond)),
+		yamldoc.Into("max_alert_age", &s.MaxAlertAge, yamldoc.MinDuration(time.Nanosecond)),
+		yamldoc.Into("send_timeout", &s.SendTimeout, yamldoc.MinDuration(time.Nanosecond)),
+		yamldoc.Into("ack_wait", &s.AckWait, yamldoc.MinDuration(time.Second)),
+		yamldoc.Into("replica", &s.Replica, parseNATSName(bucketRE, bucketRule)),
 	}
 }
 
-func (fc *FileConfig) natsKeys() []setting {
+func (fc *FileConfig) natsKeys() []yamldoc.Setting {
 	c, t := &fc.NATS, &fc.NATS.TLS
-	return []setting{
-		opt("urls", &c.URLs, listOf(parseURL, true)),
-		opt("name", &c.Name, parseString),
-		opt("user", &c.User, parseString),
-		opt("password", &c.Password, parseString),
-		opt("token", &c.Token, parseString),
-		opt("nkey_file", &c.NKeyFile, parseString),
-		opt("creds_file", &c.CredsFile, parseString),
-		block("tls", func() []setting {
-			return []setting{
-				opt("ca_file", &t.CAFile, parseString),
-				opt("cert_file", &t.CertFile, parseString),
-				opt("key_file", &t.KeyFile, parseString),
-				opt("required", &t.Required, parseBool),
+	return []yamldoc.Setting{
+		yamldoc.Into("urls", &c.URLs, yamldoc.NonEmptyList(parseURL)),
+		yamldoc.Into("name", &c.Name, yamldoc.String),
+		yamldoc.Into("user", &c.User, yamldoc.String),
+		yamldoc.Into("password", &c.Password, yamldoc.String),
+		yamldoc.Into("token", &c.Token, yamldoc.String),
+		yamldoc.Into("nkey_file", &c.NKeyFile, yamldoc.String),
+		yamldoc.Into("creds_file", &c.CredsFile, yamldoc.String),
+		yamldoc.Block("tls", func() []yamldoc.Setting {
+			return []yamldoc.Setting{
+				yamldoc.Into("ca_file", &t.CAFile, yamldoc.String),
+				yamldoc.Into("cert_file", &t.CertFile, yamldoc.String),
+				yamldoc.Into("key_file", &t.KeyFile, yamldoc.String),
+				yamldoc.Into("required", &t.Required, yamldoc.Bool),
 			}
 		}),
 	}
@@ -264,208 +213,35 @@ func (fc *FileConfig) natsKeys() []setting {
 
 // relayTLSKeys are for a relay whose certificate the system roots do not cover, or that is
 // dialled by address.
-func (fc *FileConfig) relayTLSKeys() []setting {
+func (fc *FileConfig) relayTLSKeys() []yamldoc.Setting {
 	if fc.Service.TLSConfig == nil {
 		fc.Service.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	t := fc.Service.TLSConfig
 	var caFile string // read in finish, once every key is known good
-	return []setting{
-		opt("ca_file", &caFile, parseString),
-		opt("server_name", &t.ServerName, parseString),
+	return []yamldoc.Setting{
+		yamldoc.Into("ca_file", &caFile, yamldoc.String),
+		yamldoc.Into("server_name", &t.ServerName, yamldoc.String),
 	}
 }
 
-// cfgParser walks a configuration file's yaml.Node tree. It keeps the first error only: what
-// follows a mistake is read against half-set values and would be noise.
-type cfgParser struct {
-	file string
-	err  *FileError
-	vals map[string]*yaml.Node
-}
-
-// nodeError is a value's problem at a node inside it (a list item, a roster's key).
-type nodeError struct {
-	n   *yaml.Node
-	msg string
-}
-
-func (e *nodeError) Error() string { return e.msg }
-
-func errAt(n *yaml.Node, format string, a ...any) error {
-	return &nodeError{n: n, msg: fmt.Sprintf(format, a...)}
-}
-
-func (p *cfgParser) fail(n *yaml.Node, key, format string, a ...any) {
-	if p.err != nil {
-		return
+// parseSettleWindow reads settle_window, where 0s turns the window off: Config spells that as
+// a negative duration.
+func parseSettleWindow(n *yaml.Node) (time.Duration, error) {
+	d, err := yamldoc.Duration(n)
+	switch {
+	case err != nil:
+	case d < 0:
+		err = fmt.Errorf("must not be negative, got %v (0s turns it off)", d)
+	case d == 0:
+		d = -1
 	}
-	p.err = &FileError{File: p.file, Key: key, Msg: fmt.Sprintf(format, a...)}
-	if n != nil {
-		p.err.Line, p.err.Column = n.Line, n.Column
-	}
-}
-
-// failErr records err of key's value n, at the inner node err names if it does.
-func (p *cfgParser) failErr(n *yaml.Node, key string, err error) {
-	var ne *nodeError
-	if errors.As(err, &ne) && ne.n != nil {
-		n = ne.n
-	}
-	p.fail(n, key, "%s", err.Error())
-}
-
-// document parses data as one YAML document and returns its top-level node.
-func (p *cfgParser) document(data []byte) *yaml.Node {
-	n, err := yamldoc.Parse(data, "one service")
-	if err != nil {
-		p.fail(&yaml.Node{Line: err.Line, Column: err.Column}, "", "%s", err.Msg)
-	}
-	return n
-}
-
-// mapping reads n, a mapping, into its settings; prefix names it in errors ("" at the top).
-func (p *cfgParser) mapping(n *yaml.Node, prefix string, settings []setting) {
-	n = deref(n)
-	if n.Kind != yaml.MappingNode {
-		what := prefix
-		if what == "" {
-			what = "the file"
-		}
-		p.fail(n, prefix, "%s must be a mapping of keys (key: value), not %s", what, describe(n))
-		return
-	}
-	byKey := make(map[string]setting, len(settings))
-	for _, s := range settings {
-		byKey[s.key] = s
-	}
-	seen := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content) && p.err == nil; i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
-		path := k.Value
-		if prefix != "" {
-			path = prefix + "." + k.Value
-		}
-		s, known := byKey[k.Value]
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			p.fail(k, prefix, "a key must be a plain name, not %s", describe(k))
-		case !known:
-			p.fail(k, path, "unknown key; %s", knownKeys(prefix, settings))
-		case seen[k.Value] != nil:
-			p.fail(k, path, "given twice (first on line %d)", seen[k.Value].Line)
-		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
-			p.fail(k, path, "has no value; give one or remove the key")
-		default:
-			seen[k.Value] = k
-			p.vals[path] = v
-			s.read(p, v, path)
-		}
-	}
-}
-
-func knownKeys(prefix string, settings []setting) string {
-	names := make([]string, len(settings))
-	for i, s := range settings {
-		names[i] = s.key
-	}
-	slices.Sort(names)
-	where := "at the top"
-	if prefix != "" {
-		where = "in " + prefix
-	}
-	return fmt.Sprintf("known keys %s: %s", where, strings.Join(names, ", "))
-}
-
-// deref follows an alias to its anchor.
-func deref(n *yaml.Node) *yaml.Node {
-	if n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
-		return n.Alias
-	}
-	return n
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("the value %q", n.Value)
-	}
-	return "an empty value"
-}
-
-// Readers of single values: a plain error is about the value as a whole, errAt about a node
-// inside it.
-
-func parseString(n *yaml.Node) (string, error) {
-	if n.Kind != yaml.ScalarNode {
-		return "", fmt.Errorf("must be a single value, not %s", describe(n))
-	}
-	if n.Value == "" {
-		return "", errors.New("must not be empty")
-	}
-	return n.Value, nil
-}
-
-func parseBool(n *yaml.Node) (bool, error) {
-	s, err := parseString(n)
-	if err != nil {
-		return false, err
-	}
-	switch s {
-	case "true":
-		return true, nil
-	case "false":
-		return false, nil
-	}
-	return false, fmt.Errorf("%q is not true or false", s)
-}
-
-func parseCount(lo, hi int) func(*yaml.Node) (int, error) {
-	return func(n *yaml.Node) (int, error) {
-		s, err := parseString(n)
-		if err != nil {
-			return 0, err
-		}
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a whole number", s)
-		}
-		if v < lo || v > hi {
-			return 0, fmt.Errorf("must be from %d to %d, got %d", lo, hi, v)
-		}
-		return v, nil
-	}
-}
-
-// parseDuration reads a Go duration of at least lo.
-func parseDuration(lo time.Duration) func(*yaml.Node) (time.Duration, error) {
-	return func(n *yaml.Node) (time.Duration, error) {
-		s, err := parseString(n)
-		if err != nil {
-			return 0, err
-		}
-		d, err := time.ParseDuration(s)
-		switch {
-		case err != nil && strings.HasSuffix(s, "d"):
-			return 0, fmt.Errorf("%q is not a Go duration, which has no days: write hours, as in \"48h\"", s)
-		case err != nil:
-			return 0, fmt.Errorf("%q is not a Go duration: write it with a unit, as in \"90s\", \"2m\" or \"1h30m\"", s)
-		case d < lo && lo > 0:
-			return 0, fmt.Errorf("must be at least %v, got %v", lo, d)
-		case d < lo:
-			return 0, fmt.Errorf("must not be negative, got %v (0s turns it off)", d)
-		}
-		return d, nil
-	}
+	return d, err
 }
 
 // parseAddress reads a bare mail address: it goes into MAIL FROM or RCPT TO as written.
 func parseAddress(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err != nil {
 		return "", err
 	}
@@ -477,7 +253,7 @@ func parseAddress(n *yaml.Node) (string, error) {
 }
 
 func parseHostPort(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err != nil {
 		return "", err
 	}
@@ -494,7 +270,7 @@ func parseHostPort(n *yaml.Node) (string, error) {
 }
 
 func parseURL(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err == nil && !strings.Contains(s, "://") {
 		err = fmt.Errorf("%q needs a scheme, as in nats://127.0.0.1:4222", s)
 	}
@@ -502,13 +278,14 @@ func parseURL(n *yaml.Node) (string, error) {
 }
 
 var (
-	bucketRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	durableRE = regexp.MustCompile(`^[^\s.*>/\\]+$`)
+	bucketRE   = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	bucketRule = "use letters, digits, '-' and '_' only"
+	durableRE  = regexp.MustCompile(`^[^\s.*>/\\]+$`)
 )
 
 func parseNATSName(re *regexp.Regexp, rule string) func(*yaml.Node) (string, error) {
 	return func(n *yaml.Node) (string, error) {
-		s, err := parseString(n)
+		s, err := yamldoc.String(n)
 		if err == nil && !re.MatchString(s) {
 			err = fmt.Errorf("%q cannot be used: %s", s, rule)
 		}
@@ -518,7 +295,7 @@ func parseNATSName(re *regexp.Regexp, rule string) func(*yaml.Node) (string, err
 
 // parseName reads a cluster or node name, which becomes a token of NATS subjects.
 func parseName(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err == nil && events.ValidName(s) != nil {
 		err = fmt.Errorf("%q is not a cluster or node name: use letters, digits, '-' and '_' only", s)
 	}
@@ -528,63 +305,30 @@ func parseName(n *yaml.Node) (string, error) {
 // parseRosters reads cluster: [node, ...], the configured roster of each cluster named.
 func parseRosters(n *yaml.Node) (map[string][]string, error) {
 	if n.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("must be a mapping of cluster: [node, ...], not %s", describe(n))
+		return nil, fmt.Errorf("must be a mapping of cluster: [node, ...], not %s", yamldoc.Describe(n))
 	}
 	out := map[string][]string{}
-	nodes := listOf(parseName, true)
+	nodes := yamldoc.NonEmptyList(parseName)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		k, v := yamldoc.Deref(n.Content[i]), yamldoc.Deref(n.Content[i+1])
 		if _, err := parseName(k); err != nil {
-			return nil, errAt(k, "cluster %v", err)
+			return nil, yamldoc.At(k, "cluster %v", err)
 		}
 		if _, dup := out[k.Value]; dup {
-			return nil, errAt(k, "cluster %s given twice", k.Value)
+			return nil, yamldoc.At(k, "cluster %s given twice", k.Value)
 		}
 		list, err := nodes(v)
 		if err != nil {
-			return nil, errAt(errNode(err, v), "%s: %v", k.Value, err)
+			return nil, yamldoc.At(yamldoc.NodeOf(err, v), "%s: %v", k.Value, err)
 		}
 		for j, name := range list {
 			if slices.Index(list, name) < j {
-				return nil, errAt(deref(v.Content[j]), "%s: node %s listed twice", k.Value, name)
+				return nil, yamldoc.At(yamldoc.Deref(v.Content[j]), "%s: node %s listed twice", k.Value, name)
 			}
 		}
 		out[k.Value] = list
 	}
 	return out, nil
-}
-
-func errNode(err error, whole *yaml.Node) *yaml.Node {
-	var ne *nodeError
-	if errors.As(err, &ne) && ne.n != nil {
-		return ne.n
-	}
-	return whole
-}
-
-// listOf reads a list of items; a single value is a list of one. need: it must not be empty.
-func listOf[T any](item func(*yaml.Node) (T, error), need bool) func(*yaml.Node) ([]T, error) {
-	return func(n *yaml.Node) ([]T, error) {
-		items := []*yaml.Node{n}
-		switch n.Kind {
-		case yaml.SequenceNode:
-			items = n.Content
-		case yaml.MappingNode:
-			return nil, errors.New("must be a list ([a, b] or one \"- item\" a line), not a mapping")
-		}
-		if need && len(items) == 0 {
-			return nil, errors.New("must list at least one")
-		}
-		out := make([]T, 0, len(items))
-		for _, it := range items {
-			v, err := item(deref(it))
-			if err != nil {
-				return nil, errAt(it, "%v", err)
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	}
 }
 
 // Config returns the service's effective configuration, defaults filled in.

@@ -134,7 +134,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"the file a list", "- nats\n", 1, 1, "", "the file must be a mapping"},
 		{"an empty file", "# nothing\n", 1, 1, "", "the file is empty"},
 		{"two documents", baseFile + "---\nrelay: x:1\n", 5, 1, "", "a second YAML document"},
-		// The library reports the list's own line, one early; see cfgParser.syntax.
+		// The library reports the list's own line, one early; see yamldoc's syntax.
 		{"an unclosed list", replace(baseFile, 2, "admin: [ops@example.test"), 2, 0, "",
 			"YAML syntax: did not find expected ',' or ']'"},
 		{"a tab in the indentation", baseFile + "rosters:\n\tedge: [a]\n", 6, 0, "", "YAML syntax: found character that cannot start any token"},

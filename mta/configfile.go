@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mtastress/mtastress/events"
+	"github.com/mtastress/mtastress/yamldoc"
 )
 
 // The configuration file of a production node (`mtastress mta --config FILE`): YAML, walked
@@ -69,31 +70,13 @@ type NATSConfig struct {
 	StateDir string
 }
 
-// FileError is a problem at a position of a configuration file. It wraps ErrInvalidConfig.
-type FileError struct {
-	File         string
-	Line, Column int    // 1-based; 0 when not known
-	Key          string // the setting, dotted when nested ("nats.urls"); "" for YAML syntax
-	Msg          string // what is wrong and what to write instead
-}
+// FileError is a problem at a position of a configuration file: File, Line and Column
+// (1-based; 0 when not known), Key (the setting, dotted when nested, as in "nats.urls"; "" for
+// YAML syntax) and Msg (what is wrong and what to write instead). It wraps ErrInvalidConfig.
+type FileError yamldoc.Error
 
 // Error reads "file:line:col: key: msg", the form editors and CI logs turn into links.
-func (e *FileError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Column > 0 {
-			fmt.Fprintf(&b, ":%d", e.Column)
-		}
-	}
-	b.WriteString(": ")
-	if e.Key != "" {
-		b.WriteString(e.Key + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+func (e *FileError) Error() string { return (*yamldoc.Error)(e).Error() }
 
 func (e *FileError) Unwrap() error { return ErrInvalidConfig }
 
@@ -129,17 +112,15 @@ func pathErrorText(err error) string {
 // read from disk.
 func ParseConfigFile(file string, data []byte) (FileConfig, error) {
 	fc := FileConfig{Path: file, MTA: DefaultConfig(), ShutdownTimeout: DefaultShutdownTimeout}
-	p := &fileParser{file: file, vals: map[string]*yaml.Node{}}
-	root := p.document(data)
-	if p.err == nil {
-		p.mapping(root, "", fc.settings())
+	w := &yamldoc.Walker{File: file}
+	root := w.Document(data, "one node")
+	w.Mapping(root, "", fields(fc.settings()))
+	if w.Err() == nil {
+		fc.vals = w.Values()
+		fc.finish(w, root)
 	}
-	if p.err == nil {
-		fc.vals = p.vals
-		fc.finish(p, root)
-	}
-	if p.err != nil {
-		return FileConfig{}, p.err
+	if err := w.Err(); err != nil {
+		return FileConfig{}, (*FileError)(err)
 	}
 	return fc, nil
 }
@@ -148,35 +129,35 @@ func ParseConfigFile(file string, data []byte) (FileConfig, error) {
 var requiredKeys = []string{"node", "cluster", "model", "hostname", "listen", "spool", "relay"}
 
 // finish runs the checks that involve more than one key, and reads the users file.
-func (fc *FileConfig) finish(p *fileParser, root *yaml.Node) {
+func (fc *FileConfig) finish(w *yamldoc.Walker, root *yaml.Node) {
 	for _, k := range requiredKeys {
-		if p.vals[k] == nil {
-			p.fail(root, k, "is required")
+		if fc.vals[k] == nil {
+			w.Fail(root, k, "is required")
 			return
 		}
 	}
 	if fc.MTA.RetryMax < fc.MTA.RetryMin {
-		p.fail(p.vals["retry_max"], "retry_max", "%v is shorter than retry_min %v", fc.MTA.RetryMax, fc.MTA.RetryMin)
+		w.Fail(fc.vals["retry_max"], "retry_max", "%v is shorter than retry_min %v", fc.MTA.RetryMax, fc.MTA.RetryMin)
 	}
-	fc.finishTLS(p)
+	fc.finishTLS(w)
 	if len(fc.ListenProxy) > 0 && len(fc.MTA.ProxyFrom) == 0 {
-		p.fail(p.vals["listen_proxy"], "listen_proxy", "needs proxy_from: the balancer addresses allowed to connect")
+		w.Fail(fc.vals["listen_proxy"], "listen_proxy", "needs proxy_from: the balancer addresses allowed to connect")
 	}
 	if fc.UsersFile != "" {
 		users, err := readUsersFile(fc.UsersFile)
 		if err != nil {
-			p.fail(p.vals["users_file"], "users_file", "%v", err)
+			w.Fail(fc.vals["users_file"], "users_file", "%v", err)
 		}
 		fc.fileUsers = users
 	}
 	if fc.NATS != nil {
-		fc.finishNATS(p)
+		fc.finishNATS(w)
 	}
 }
 
-func (fc *FileConfig) finishNATS(p *fileParser) {
+func (fc *FileConfig) finishNATS(w *yamldoc.Walker) {
 	if err := fc.NATS.Validate(); err != nil {
-		p.fail(p.vals["nats"], "nats", "%s", strings.TrimPrefix(err.Error(), events.ErrConnConfig.Error()+": "))
+		w.Fail(fc.vals["nats"], "nats", "%s", strings.TrimPrefix(err.Error(), events.ErrConnConfig.Error()+": "))
 		return
 	}
 	if fc.NATS.StateDir == "" {
@@ -185,7 +166,7 @@ func (fc *FileConfig) finishNATS(p *fileParser) {
 	spool, _ := filepath.Abs(fc.MTA.SpoolDir)
 	state, _ := filepath.Abs(fc.NATS.StateDir)
 	if rel, err := filepath.Rel(spool, state); err == nil && !strings.HasPrefix(rel, "..") {
-		p.fail(p.vals["nats.state_dir"], "nats.state_dir", "%s is inside the spool %s; put it beside it",
+		w.Fail(fc.vals["nats.state_dir"], "nats.state_dir", "%s is inside the spool %s; put it beside it",
 			fc.NATS.StateDir, fc.MTA.SpoolDir)
 	}
 }
@@ -253,22 +234,28 @@ func (fc FileConfig) WithReloaded(next FileConfig) FileConfig {
 	out.MTA.Transports, out.MTA.RateLimits = next.MTA.Transports, next.MTA.RateLimits
 	out.MTA.HopTLS = next.MTA.HopTLS
 	out.MTA.TLSCertFile, out.MTA.TLSKeyFile = next.MTA.TLSCertFile, next.MTA.TLSKeyFile
+	// The session limits (tuning.go).
+	n, o := next.MTA, &out.MTA
+	o.SlotWait, o.WaitMax, o.ClientCap = n.SlotWait, n.WaitMax, n.ClientCap
+	o.CommandTimeout, o.StressCommandTimeout, o.MinDataRate = n.CommandTimeout, n.StressCommandTimeout, n.MinDataRate
+	o.HardErrorLimit, o.StressHardErrorLimit = n.HardErrorLimit, n.StressHardErrorLimit
+	o.JunkLimit, o.StressJunkLimit = n.JunkLimit, n.StressJunkLimit
 	return out
 }
 
 // finishTLS checks that the certificate and key go together and load, so that --check catches
 // an expired path or a key that does not match before a restart does.
-func (fc *FileConfig) finishTLS(p *fileParser) {
+func (fc *FileConfig) finishTLS(w *yamldoc.Walker) {
 	cert, key := fc.MTA.TLSCertFile, fc.MTA.TLSKeyFile
 	switch {
 	case cert == "" && key == "":
 	case cert == "":
-		p.fail(p.vals["tls_key_file"], "tls_key_file", "needs tls_cert_file as well")
+		w.Fail(fc.vals["tls_key_file"], "tls_key_file", "needs tls_cert_file as well")
 	case key == "":
-		p.fail(p.vals["tls_cert_file"], "tls_cert_file", "needs tls_key_file as well")
+		w.Fail(fc.vals["tls_cert_file"], "tls_cert_file", "needs tls_key_file as well")
 	default:
 		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
-			p.fail(p.vals["tls_cert_file"], "tls_cert_file", "%v", err)
+			w.Fail(fc.vals["tls_cert_file"], "tls_cert_file", "%v", err)
 		}
 	}
 }

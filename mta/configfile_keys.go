@@ -2,36 +2,37 @@ package mta
 
 import (
 	"fmt"
-	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mtastress/mtastress/yamldoc"
 )
 
-// setting is one key of the configuration file: how its value is read into the FileConfig,
-// what it is now (for reload diffs), and whether SIGHUP applies it.
+// setting is one top-level key of the configuration file: how the walker reads its value into
+// the FileConfig, what it is now (for reload diffs), and whether SIGHUP applies it. The keys
+// inside a block are plain yamldoc.Settings: reloads and the log see the block as one value.
 type setting struct {
 	key    string
-	read   func(p *fileParser, path string, n *yaml.Node) // path: the dotted key, for errors
+	read   func(w *yamldoc.Walker, path string, n *yaml.Node)
 	value  func() any
 	reload bool
 	// show, if set, is the value fit for the log (secrets redacted); value otherwise.
 	show func() any
 }
 
+// fields are the settings as the walker reads them.
+func fields(settings []setting) []yamldoc.Setting {
+	out := make([]yamldoc.Setting, len(settings))
+	for i, s := range settings {
+		out[i] = yamldoc.Setting{Key: s.key, Read: s.read}
+	}
+	return out
+}
+
 // opt is a setting read by parse into dst.
 func opt[T any](key string, dst *T, parse func(*yaml.Node) (T, error)) setting {
-	return setting{
-		key: key,
-		read: func(p *fileParser, path string, n *yaml.Node) {
-			v, err := parse(n)
-			if err != nil {
-				p.failErr(n, path, err)
-				return
-			}
-			*dst = v
-		},
-		value: func() any { return *dst },
-	}
+	read := yamldoc.Into(key, dst, parse).Read
+	return setting{key: key, read: read, value: func() any { return *dst }}
 }
 
 // reloadable marks a setting that a reload applies without a restart.
@@ -57,48 +58,49 @@ func (fc *FileConfig) settings() []setting {
 	return []setting{
 		opt("node", &c.Node, parseName),
 		opt("cluster", &c.Cluster, parseName),
-		opt("model", &c.Model, parseString),
+		opt("model", &c.Model, yamldoc.String),
 		opt("hostname", &c.Hostname, parseHostname),
-		opt("listen", &fc.Listen, listOf(parseHostPort, true)),
-		opt("listen_exempt", &fc.ListenExempt, listOf(parseHostPort, false)),
-		opt("listen_proxy", &fc.ListenProxy, listOf(parseHostPort, false)),
-		opt("proxy_from", &c.ProxyFrom, listOf(parsePrefix, false)),
-		reloadable(opt("tls_cert_file", &c.TLSCertFile, parseString)),
-		reloadable(opt("tls_key_file", &c.TLSKeyFile, parseString)),
-		reloadable(opt("domains", &c.Domains, listOf(parseDomain, false))),
-		reloadable(opt("users", &c.Users, listOf(parseLocalPart, false))),
+		opt("listen", &fc.Listen, yamldoc.NonEmptyList(parseHostPort)),
+		opt("listen_exempt", &fc.ListenExempt, yamldoc.List(parseHostPort)),
+		opt("listen_proxy", &fc.ListenProxy, yamldoc.List(parseHostPort)),
+		opt("proxy_from", &c.ProxyFrom, yamldoc.List(parsePrefix)),
+		reloadable(opt("tls_cert_file", &c.TLSCertFile, yamldoc.String)),
+		reloadable(opt("tls_key_file", &c.TLSKeyFile, yamldoc.String)),
+		reloadable(opt("domains", &c.Domains, yamldoc.List(parseDomain))),
+		reloadable(opt("users", &c.Users, yamldoc.List(parseLocalPart))),
 		reloadable(fc.usersFileSetting()),
-		reloadable(opt("relay_networks", &c.RelayNetworks, listOf(parsePrefix, false))),
+		reloadable(opt("relay_networks", &c.RelayNetworks, yamldoc.List(parsePrefix))),
 		reloadable(opt("relay", &c.Relay, parseHostPort)),
 		reloadable(transportsSetting(c)),
 		reloadable(rateLimitsSetting(&c.RateLimits)),
-		opt("spool", &c.SpoolDir, parseString),
+		opt("spool", &c.SpoolDir, yamldoc.String),
 		opt("spool_max_bytes", &c.SpoolMaxBytes, parseSize(0)),
 		opt("min_free_bytes", &c.MinFreeBytes, parseSize(0)),
 		fc.natsSetting(),
 		opt("metrics", &fc.Metrics, parseHostPort),
-		opt("shutdown_timeout", &fc.ShutdownTimeout, parseDuration(time.Nanosecond)),
+		opt("shutdown_timeout", &fc.ShutdownTimeout, positiveDuration),
 
-		opt("slot_wait", &c.SlotWait, parseDuration(time.Nanosecond)),
-		derived(opt("wait_max", &c.WaitMax, parseCount(0)), &c.WaitMax, "4 × limit"),
-		opt("cooldown", &c.Cooldown, parseDuration(0)),
-		derived(opt("client_cap", &c.ClientCap, parseCount(0)), &c.ClientCap, "limit / 2"),
-		opt("command_timeout", &c.CommandTimeout, parseDuration(time.Nanosecond)),
-		opt("stress_command_timeout", &c.StressCommandTimeout, parseDuration(time.Nanosecond)),
-		opt("min_data_rate", &c.MinDataRate, parseCount(0)),
-		opt("hard_error_limit", &c.HardErrorLimit, parseCount(1)),
-		opt("stress_hard_error_limit", &c.StressHardErrorLimit, parseCount(1)),
-		opt("junk_limit", &c.JunkLimit, parseCount(0)),
-		opt("stress_junk_limit", &c.StressJunkLimit, parseCount(0)),
+		// Session limits: for sessions and waits that begin after a reload (tuning.go).
+		reloadable(opt("slot_wait", &c.SlotWait, positiveDuration)),
+		reloadable(derived(opt("wait_max", &c.WaitMax, parseCount(0)), &c.WaitMax, "4 × limit")),
+		opt("cooldown", &c.Cooldown, yamldoc.MinDuration(0)),
+		reloadable(derived(opt("client_cap", &c.ClientCap, parseCount(0)), &c.ClientCap, "limit / 2")),
+		reloadable(opt("command_timeout", &c.CommandTimeout, positiveDuration)),
+		reloadable(opt("stress_command_timeout", &c.StressCommandTimeout, positiveDuration)),
+		reloadable(opt("min_data_rate", &c.MinDataRate, parseCount(0))),
+		reloadable(opt("hard_error_limit", &c.HardErrorLimit, parseCount(1))),
+		reloadable(opt("stress_hard_error_limit", &c.StressHardErrorLimit, parseCount(1))),
+		reloadable(opt("junk_limit", &c.JunkLimit, parseCount(0))),
+		reloadable(opt("stress_junk_limit", &c.StressJunkLimit, parseCount(0))),
 
 		opt("max_message_bytes", &c.MaxMessageBytes, parseSize(1)),
 		opt("max_recipients", &c.MaxRecipients, parseCount(1)),
 		opt("delivery_workers", &c.DeliveryWorkers, parseCount(1)),
-		opt("delivery_timeout", &c.DeliveryTimeout, parseDuration(time.Nanosecond)),
-		opt("retry_min", &c.RetryMin, parseDuration(time.Nanosecond)),
-		opt("retry_max", &c.RetryMax, parseDuration(time.Nanosecond)),
-		opt("give_up", &c.GiveUp, parseDuration(time.Nanosecond)),
-		opt("sample_interval", &c.SampleInterval, parseDuration(time.Nanosecond)),
+		opt("delivery_timeout", &c.DeliveryTimeout, positiveDuration),
+		opt("retry_min", &c.RetryMin, positiveDuration),
+		opt("retry_max", &c.RetryMax, positiveDuration),
+		opt("give_up", &c.GiveUp, positiveDuration),
+		opt("sample_interval", &c.SampleInterval, positiveDuration),
 	}
 }
 
@@ -106,12 +108,12 @@ func (fc *FileConfig) settings() []setting {
 func rateLimitsSetting(r *RateLimits) setting {
 	return setting{
 		key: "rate_limits",
-		read: func(p *fileParser, path string, n *yaml.Node) {
-			p.mapping(n, path, []setting{
-				opt("connections_per_minute", &r.ConnectionsPerMinute, parseCount(0)),
-				opt("messages_per_minute", &r.MessagesPerMinute, parseCount(0)),
-				opt("recipients_per_minute", &r.RecipientsPerMinute, parseCount(0)),
-				opt("exempt", &r.Exempt, listOf(parsePrefix, false)),
+		read: func(w *yamldoc.Walker, path string, n *yaml.Node) {
+			w.Mapping(n, path, []yamldoc.Setting{
+				yamldoc.Into("connections_per_minute", &r.ConnectionsPerMinute, parseCount(0)),
+				yamldoc.Into("messages_per_minute", &r.MessagesPerMinute, parseCount(0)),
+				yamldoc.Into("recipients_per_minute", &r.RecipientsPerMinute, parseCount(0)),
+				yamldoc.Into("exempt", &r.Exempt, yamldoc.List(parsePrefix)),
 			})
 		},
 		value: func() any { return *r },
@@ -121,7 +123,7 @@ func rateLimitsSetting(r *RateLimits) setting {
 // usersFileSetting's value includes the users read, so that a reload notices an edit of the
 // users file as well as a new name.
 func (fc *FileConfig) usersFileSetting() setting {
-	s := opt("users_file", &fc.UsersFile, parseString)
+	s := opt("users_file", &fc.UsersFile, yamldoc.String)
 	s.value = func() any { return []any{fc.UsersFile, fc.fileUsers} }
 	s.show = func() any { return fmt.Sprintf("%s (%d users)", fc.UsersFile, len(fc.fileUsers)) }
 	if fc.UsersFile == "" {
@@ -134,9 +136,9 @@ func (fc *FileConfig) usersFileSetting() setting {
 func (fc *FileConfig) natsSetting() setting {
 	return setting{
 		key: "nats",
-		read: func(p *fileParser, path string, n *yaml.Node) {
+		read: func(w *yamldoc.Walker, path string, n *yaml.Node) {
 			nc := &NATSConfig{StreamReplicas: 1}
-			p.mapping(n, path, nc.settings())
+			w.Mapping(n, path, nc.settings())
 			fc.NATS = nc
 		},
 		value: func() any { return fc.NATS },
@@ -151,25 +153,25 @@ func (fc *FileConfig) natsSetting() setting {
 	}
 }
 
-func (nc *NATSConfig) settings() []setting {
+func (nc *NATSConfig) settings() []yamldoc.Setting {
 	c, t := &nc.ConnConfig, &nc.ConnConfig.TLS
-	return []setting{
-		opt("urls", &c.URLs, listOf(parseString, true)),
-		opt("name", &c.Name, parseString),
-		opt("user", &c.User, parseString),
-		opt("password", &c.Password, parseString),
-		opt("token", &c.Token, parseString),
-		opt("nkey_file", &c.NKeyFile, parseString),
-		opt("creds_file", &c.CredsFile, parseString),
-		{key: "tls", read: func(p *fileParser, path string, n *yaml.Node) {
-			p.mapping(n, path, []setting{
-				opt("ca_file", &t.CAFile, parseString),
-				opt("cert_file", &t.CertFile, parseString),
-				opt("key_file", &t.KeyFile, parseString),
-				opt("required", &t.Required, parseBool),
-			})
-		}, value: func() any { return *t }},
-		opt("stream_replicas", &nc.StreamReplicas, parseCount(1)),
-		opt("state_dir", &nc.StateDir, parseString),
+	return []yamldoc.Setting{
+		yamldoc.Into("urls", &c.URLs, yamldoc.NonEmptyList(yamldoc.String)),
+		yamldoc.Into("name", &c.Name, yamldoc.String),
+		yamldoc.Into("user", &c.User, yamldoc.String),
+		yamldoc.Into("password", &c.Password, yamldoc.String),
+		yamldoc.Into("token", &c.Token, yamldoc.String),
+		yamldoc.Into("nkey_file", &c.NKeyFile, yamldoc.String),
+		yamldoc.Into("creds_file", &c.CredsFile, yamldoc.String),
+		yamldoc.Block("tls", func() []yamldoc.Setting {
+			return []yamldoc.Setting{
+				yamldoc.Into("ca_file", &t.CAFile, yamldoc.String),
+				yamldoc.Into("cert_file", &t.CertFile, yamldoc.String),
+				yamldoc.Into("key_file", &t.KeyFile, yamldoc.String),
+				yamldoc.Into("required", &t.Required, yamldoc.Bool),
+			}
+		}),
+		yamldoc.Into("stream_replicas", &nc.StreamReplicas, parseCount(1)),
+		yamldoc.Into("state_dir", &nc.StateDir, yamldoc.String),
 	}
 }

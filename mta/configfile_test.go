@@ -177,14 +177,14 @@ func TestConfigFileChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	edited := strings.Replace(baseConfig, "listen: 127.0.0.1:0", "listen: 127.0.0.1:2500", 1) +
-		"domains: [example.test]\nslot_wait: 5s\n"
+		"domains: [example.test]\ncooldown: 5s\n"
 	next, err := ParseConfigFile("mta.yaml", []byte(edited))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reloaded, restart := old.Changes(next)
-	if !slices.Equal(reloaded, []string{"domains"}) || !slices.Equal(restart, []string{"listen", "slot_wait"}) {
-		t.Fatalf("reloaded %v, restart %v; want [domains], [listen slot_wait]", reloaded, restart)
+	if !slices.Equal(reloaded, []string{"domains"}) || !slices.Equal(restart, []string{"listen", "cooldown"}) {
+		t.Fatalf("reloaded %v, restart %v; want [domains], [listen cooldown]", reloaded, restart)
 	}
 	// The running config takes the reloaded keys only, so the next reload still names the rest.
 	running := old.WithReloaded(next)
@@ -205,6 +205,16 @@ tls_key_file: `+key+`
 relay_networks: [10.0.0.0/8]
 transports: {example.org: "h:25", example.net: {hop: "h2:25", require_tls: true}}
 rate_limits: {connections_per_minute: 5, messages_per_minute: 5, recipients_per_minute: 5, exempt: [10.0.0.0/8]}
+slot_wait: 9s
+wait_max: 7
+client_cap: 3
+command_timeout: 61s
+stress_command_timeout: 9s
+min_data_rate: 100
+hard_error_limit: 5
+stress_hard_error_limit: 2
+junk_limit: 9
+stress_junk_limit: 2
 `))
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,8 @@ package mta
 
 import (
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mtastress/mtastress/yamldoc"
 )
 
 // transportsSetting reads the transports block: recipient domain to next hop, either
@@ -15,15 +17,15 @@ import (
 func transportsSetting(c *Config) setting {
 	return setting{
 		key: "transports",
-		read: func(p *fileParser, path string, n *yaml.Node) {
+		read: func(w *yamldoc.Walker, path string, n *yaml.Node) {
 			c.Transports, c.HopTLS = map[string]string{}, map[string]TLSPolicy{}
 			if n.Kind != yaml.MappingNode {
-				p.fail(n, path, "must be a mapping of domain: host:port, not %s", describe(n))
+				w.Fail(n, path, "must be a mapping of domain: host:port, not %s", yamldoc.Describe(n))
 				return
 			}
 			owner := map[string]string{} // hop → the domain that set its policy
-			for i := 0; i+1 < len(n.Content) && p.err == nil; i += 2 {
-				readTransport(p, path, deref(n.Content[i]), deref(n.Content[i+1]), c, owner)
+			for i := 0; i+1 < len(n.Content) && w.Err() == nil; i += 2 {
+				readTransport(w, path, yamldoc.Deref(n.Content[i]), yamldoc.Deref(n.Content[i+1]), c, owner)
 			}
 		},
 		value: func() any { return []any{c.Transports, c.HopTLS} },
@@ -31,42 +33,42 @@ func transportsSetting(c *Config) setting {
 }
 
 // readTransport reads one entry of transports into c.
-func readTransport(p *fileParser, path string, k, v *yaml.Node, c *Config, owner map[string]string) {
+func readTransport(w *yamldoc.Walker, path string, k, v *yaml.Node, c *Config, owner map[string]string) {
 	d, err := parseDomain(k)
 	if err != nil {
-		p.failErr(k, path, err)
+		w.FailErr(k, path, err)
 		return
 	}
 	if _, dup := c.Transports[d]; dup {
-		p.fail(k, path, "domain %s given twice", d)
+		w.Fail(k, path, "domain %s given twice", d)
 		return
 	}
 	entry := path + "." + d
 	if v.Kind != yaml.MappingNode {
 		hop, err := parseHostPort(v)
 		if err != nil {
-			p.fail(v, path, "%s: %v", d, err)
+			w.Fail(v, path, "%s: %v", d, err)
 		}
 		c.Transports[d] = hop
 		return
 	}
 	var hop string
 	var pol TLSPolicy
-	p.mapping(v, entry, []setting{
-		opt("hop", &hop, parseHostPort),
-		opt("require_tls", &pol.Require, parseBool),
-		opt("verify", &pol.Verify, parseBool),
+	w.Mapping(v, entry, []yamldoc.Setting{
+		yamldoc.Into("hop", &hop, parseHostPort),
+		yamldoc.Into("require_tls", &pol.Require, yamldoc.Bool),
+		yamldoc.Into("verify", &pol.Verify, yamldoc.Bool),
 	})
 	switch {
-	case p.err != nil:
+	case w.Err() != nil:
 		return
 	case hop == "":
-		p.fail(v, entry, "needs hop: host:port")
+		w.Fail(v, entry, "needs hop: host:port")
 		return
 	}
 	c.Transports[d] = hop
 	if prev, ok := c.HopTLS[hop]; ok && prev != pol {
-		p.fail(v, entry, "hop %s has another require_tls/verify under %s; a hop has one TLS policy", hop, owner[hop])
+		w.Fail(v, entry, "hop %s has another require_tls/verify under %s; a hop has one TLS policy", hop, owner[hop])
 		return
 	}
 	if pol != (TLSPolicy{}) {

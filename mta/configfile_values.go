@@ -2,8 +2,8 @@ package mta
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"strconv"
@@ -13,23 +13,14 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mtastress/mtastress/events"
+	"github.com/mtastress/mtastress/yamldoc"
 )
 
-// Readers of single values. Each returns a plain error for the value as a whole, or errAt for
-// a node inside it.
-
-func parseString(n *yaml.Node) (string, error) {
-	if n.Kind != yaml.ScalarNode {
-		return "", fmt.Errorf("must be a single value, not %s", describe(n))
-	}
-	if n.Value == "" {
-		return "", errors.New("must not be empty")
-	}
-	return n.Value, nil
-}
+// Readers of the MTA's values, on top of yamldoc's. Each returns a plain error for the value
+// as a whole, or yamldoc.At for a node inside it.
 
 func parseName(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err == nil {
 		err = events.ValidName(s)
 	}
@@ -37,7 +28,7 @@ func parseName(n *yaml.Node) (string, error) {
 }
 
 func parseHostname(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err == nil && !validDomain(s) {
 		err = fmt.Errorf("%q is not a host name (letters, digits, '-' and dots)", s)
 	}
@@ -45,7 +36,7 @@ func parseHostname(n *yaml.Node) (string, error) {
 }
 
 func parseHostPort(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err == nil {
 		if herr := checkHostPort(s); herr != nil {
 			err = fmt.Errorf("%q is not host:port (as in 127.0.0.1:25 or [::1]:25): %v", s, herr)
@@ -55,7 +46,7 @@ func parseHostPort(n *yaml.Node) (string, error) {
 }
 
 func parseDomain(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err == nil && !validDomain(s) {
 		err = fmt.Errorf("%q is not a domain name", s)
 	}
@@ -63,7 +54,7 @@ func parseDomain(n *yaml.Node) (string, error) {
 }
 
 func parseLocalPart(n *yaml.Node) (string, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err == nil {
 		err = checkLocalPart(s)
 	}
@@ -79,7 +70,7 @@ func checkLocalPart(s string) error {
 
 // parsePrefix reads a network (10.0.0.0/8) or one address (192.0.2.7, taken as /32 or /128).
 func parsePrefix(n *yaml.Node) (netip.Prefix, error) {
-	s, err := parseString(n)
+	s, err := yamldoc.String(n)
 	if err != nil {
 		return netip.Prefix{}, err
 	}
@@ -92,70 +83,18 @@ func parsePrefix(n *yaml.Node) (netip.Prefix, error) {
 	return netip.Prefix{}, fmt.Errorf("%q is not a network (10.0.0.0/8) or an address", s)
 }
 
-// listOf reads a list of items; a single value is a list of one. need: it must not be empty.
-func listOf[T any](item func(*yaml.Node) (T, error), need bool) func(*yaml.Node) ([]T, error) {
-	return func(n *yaml.Node) ([]T, error) {
-		items := []*yaml.Node{n}
-		switch n.Kind {
-		case yaml.SequenceNode:
-			items = n.Content
-		case yaml.MappingNode:
-			return nil, errors.New("must be a list ([a, b] or one \"- item\" a line), not a mapping")
-		}
-		if need && len(items) == 0 {
-			return nil, errors.New("must list at least one")
-		}
-		out := make([]T, 0, len(items))
-		for _, it := range items {
-			v, err := item(deref(it))
-			if err != nil {
-				return nil, errAt(it, "%v", err)
-			}
-			out = append(out, v)
-		}
-		return out, nil
+// positiveDuration reads a Go duration above 0. The file is told "positive" rather than
+// yamldoc.MinDuration's "at least 1ns".
+func positiveDuration(n *yaml.Node) (time.Duration, error) {
+	d, err := yamldoc.Duration(n)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("must be positive, got %v", d)
 	}
-}
-
-// parseDuration reads a Go duration of at least min.
-func parseDuration(min time.Duration) func(*yaml.Node) (time.Duration, error) {
-	return func(n *yaml.Node) (time.Duration, error) {
-		s, err := parseString(n)
-		if err != nil {
-			return 0, err
-		}
-		d, err := time.ParseDuration(s)
-		switch {
-		case err != nil && strings.HasSuffix(s, "d"):
-			return 0, fmt.Errorf("%q is not a Go duration, which has no days: write hours, as in \"120h\"", s)
-		case err != nil:
-			return 0, fmt.Errorf("%q is not a Go duration: write it with a unit, as in \"30s\", \"5m\" or \"1h30m\"", s)
-		case d < min && min > 0:
-			return 0, fmt.Errorf("must be positive, got %v", d)
-		case d < min:
-			return 0, fmt.Errorf("must not be negative, got %v", d)
-		}
-		return d, nil
-	}
+	return d, err
 }
 
 // parseCount reads a whole number of at least min.
-func parseCount(min int) func(*yaml.Node) (int, error) {
-	return func(n *yaml.Node) (int, error) {
-		s, err := parseString(n)
-		if err != nil {
-			return 0, err
-		}
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a whole number", s)
-		}
-		if v < min {
-			return 0, fmt.Errorf("must be at least %d, got %d", min, v)
-		}
-		return v, nil
-	}
-}
+func parseCount(min int) func(*yaml.Node) (int, error) { return yamldoc.Int(min, math.MaxInt) }
 
 var sizeUnits = []struct {
 	suffix string
@@ -165,7 +104,7 @@ var sizeUnits = []struct {
 // parseSize reads bytes, as a number or with a unit (B, KiB, MiB, GiB), of at least min.
 func parseSize(min int64) func(*yaml.Node) (int64, error) {
 	return func(n *yaml.Node) (int64, error) {
-		s, err := parseString(n)
+		s, err := yamldoc.String(n)
 		if err != nil {
 			return 0, err
 		}
@@ -185,20 +124,6 @@ func parseSize(min int64) func(*yaml.Node) (int64, error) {
 		}
 		return v * mult, nil
 	}
-}
-
-func parseBool(n *yaml.Node) (bool, error) {
-	s, err := parseString(n)
-	if err != nil {
-		return false, err
-	}
-	switch s {
-	case "true":
-		return true, nil
-	case "false":
-		return false, nil
-	}
-	return false, fmt.Errorf("%q is not true or false", s)
 }
 
 // readUsersFile reads valid local parts, one a line; blank lines and "#" comments are skipped.

@@ -91,16 +91,20 @@ func TestDaemon(t *testing.T) {
 			t.Fatalf("no process limit in /metrics:\n%s", m)
 		}
 
-		daemonFile(t, dir, sink.Addr(), "domains: [example.test, example.org]\nslot_wait: 5s\n")
+		daemonFile(t, dir, sink.Addr(), "domains: [example.test, example.org]\ncooldown: 5s\ncommand_timeout: 400ms\n")
 		next, err := LoadConfigFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		restart, err := d.Reload(next)
-		if err != nil || !slices.Equal(restart, []string{"slot_wait"}) {
-			t.Fatalf("reload: restart %v, err %v; want [slot_wait]", restart, err)
+		if err != nil || !slices.Equal(restart, []string{"cooldown"}) {
+			t.Fatalf("reload: restart %v, err %v; want [cooldown]", restart, err)
 		}
 		expect(t, "after the reload", c.cmd("RCPT TO:<x@example.org>"), "250 ")
+		// The new command timeout holds for the next session, not this one.
+		next2 := greeted(t, d.smtp[0].Addr().String())
+		expect(t, "the next session, idle", next2.reply(5*time.Second), "421 4.4.")
+		expect(t, "the older session", c.cmd("RSET"), "250 ")
 	})
 
 	t.Run("reloads during a busy run lose nothing", func(t *testing.T) {

@@ -1,11 +1,14 @@
-// Package yamldoc reads one YAML document into a node tree, turning the library's syntax errors
-// into a line a person can go to. It is the shared first step of the MTA's and the alert
-// service's config files; the walk over the nodes stays with each.
+// Package yamldoc reads a YAML file of settings as a node tree, so that every error can name
+// the file, line, column and key: Parse reads the one document (turning the library's syntax
+// errors into a line a person can go to), a Walker reads its mappings into settings, and the
+// value readers check single values. It is shared by the MTA's and the alert service's config
+// files; which keys exist and what they mean stays with each.
 package yamldoc
 
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"strconv"
@@ -14,18 +17,48 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Error is a problem with the document as a whole: a syntax error (no column), an empty file,
-// or a second document.
+// Error is a problem at a position of a file. A package that wraps its own sentinel error
+// defines its type on it (type FileError yamldoc.Error) and converts a Walker's Err.
 type Error struct {
-	Line, Column int
-	Msg          string
+	File         string
+	Line, Column int    // 1-based; 0 when not known (YAML syntax errors carry no column)
+	Key          string // the setting, dotted when nested ("nats.urls"); "" for the document
+	Msg          string // what is wrong and what to write instead
 }
 
-func (e *Error) Error() string { return e.Msg }
+// Error reads "file:line:col: key: msg", the form editors and CI logs turn into links.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
 
-// Parse decodes data as exactly one document and returns its top-level node. what names what
-// the file configures, for the second-document error ("one node", "one service").
-func Parse(data []byte, what string) (*yaml.Node, *Error) {
+// Parse decodes data, the contents of file, as exactly one document and returns its
+// top-level node. what names what the file configures, for the second-document error ("one
+// node", "one service"). The error is an *Error: a syntax error (no column), an empty file,
+// or a second document.
+func Parse(file string, data []byte, what string) (*yaml.Node, error) {
+	n, err := parse(data, what)
+	if err != nil {
+		err.File = file
+		return nil, err
+	}
+	return n, nil
+}
+
+// parse is Parse with its error as an *Error, without the file.
+func parse(data []byte, what string) (*yaml.Node, *Error) {
 	empty := &Error{Line: 1, Column: 1, Msg: "the file is empty"}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -54,8 +87,8 @@ var errLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 var zeroBased = []string{"did not find expected", "found duplicate %", "found incompatible", "found undefined tag"}
 
 // syntax turns a YAML syntax error, which carries a line and no column, into an Error.
-// TODO: drop the shift once go.yaml.in/yaml counts from 1 throughout; the "unclosed list" cases
-// of the MTA's and the alert service's config tests fail when it does.
+// TODO: drop the shift once go.yaml.in/yaml counts from 1 throughout; TestParse and the
+// "unclosed list" cases of the MTA's and the alert service's config tests fail when it does.
 func syntax(err error) *Error {
 	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 1
 	if m := errLine.FindStringSubmatch(err.Error()); m != nil {

@@ -29,8 +29,9 @@ delivery, Prometheus /metrics, and load and stress events on NATS when configure
 valid, 2 with file:line:col and the key when not.
 
 Signals: SIGTERM or SIGINT stops gracefully (sessions finish until shutdown_timeout, the
-spool is kept; a second signal cuts the wait short). SIGHUP reloads the recipient policy
-and routing; keys that need a restart are named in the log. The log level is info unless
+spool is kept; a second signal cuts the wait short). SIGHUP reloads the recipient policy,
+routing, rate limits, certificate and session limits; keys that need a restart are named in
+the log. The log level is info unless
 --log-level says otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
