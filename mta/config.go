@@ -111,6 +111,10 @@ type Config struct {
 	// MaxMessageBytes and MaxRecipients limit one message (552 5.3.4, 452 4.5.3).
 	MaxMessageBytes int64
 	MaxRecipients   int
+	// HopcountLimit is how many Received: headers a message may carry; one more and it is
+	// taken to loop (554 5.4.6). Postfix's hopcount_limit; RFC 5321 section 6.3 asks for at
+	// least 100.
+	HopcountLimit int
 
 	// DeliveryWorkers is how many messages are relayed at once.
 	DeliveryWorkers int
@@ -147,6 +151,7 @@ func DefaultConfig() Config {
 		StressJunkLimit:      1,
 		MaxMessageBytes:      10 << 20, // Postfix message_size_limit is 10 240 000
 		MaxRecipients:        1000,     // Postfix smtpd_recipient_limit
+		HopcountLimit:        DefaultHopcountLimit,
 		DeliveryWorkers:      8,
 		DeliveryTimeout:      60 * time.Second,
 		// Postfix minimal_backoff_time 300 s, maximal_backoff_time 4000 s, maximal_queue_lifetime 5 d.
@@ -215,6 +220,8 @@ func (c Config) validate() error {
 		return bad("junk command limits must not be negative, got %d and %d", c.JunkLimit, c.StressJunkLimit)
 	case c.MaxMessageBytes <= 0 || c.MaxRecipients <= 0:
 		return bad("max message bytes and max recipients must be positive")
+	case c.HopcountLimit <= 0:
+		return bad("hopcount limit must be positive, got %d", c.HopcountLimit)
 	case c.DeliveryWorkers <= 0 || c.DeliveryTimeout <= 0:
 		return bad("delivery workers and delivery timeout must be positive")
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:

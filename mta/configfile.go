@@ -239,7 +239,7 @@ func (fc FileConfig) WithReloaded(next FileConfig) FileConfig {
 	o.SlotWait, o.WaitMax, o.ClientCap = n.SlotWait, n.WaitMax, n.ClientCap
 	o.CommandTimeout, o.StressCommandTimeout, o.MinDataRate = n.CommandTimeout, n.StressCommandTimeout, n.MinDataRate
 	o.HardErrorLimit, o.StressHardErrorLimit = n.HardErrorLimit, n.StressHardErrorLimit
-	o.JunkLimit, o.StressJunkLimit = n.JunkLimit, n.StressJunkLimit
+	o.JunkLimit, o.StressJunkLimit, o.HopcountLimit = n.JunkLimit, n.StressJunkLimit, n.HopcountLimit
 	return out
 }
 

@@ -92,6 +92,7 @@ func (fc *FileConfig) settings() []setting {
 		reloadable(opt("stress_hard_error_limit", &c.StressHardErrorLimit, parseCount(1))),
 		reloadable(opt("junk_limit", &c.JunkLimit, parseCount(0))),
 		reloadable(opt("stress_junk_limit", &c.StressJunkLimit, parseCount(0))),
+		reloadable(opt("hopcount_limit", &c.HopcountLimit, parseCount(1))),
 
 		opt("max_message_bytes", &c.MaxMessageBytes, parseSize(1)),
 		opt("max_recipients", &c.MaxRecipients, parseCount(1)),

@@ -215,6 +215,7 @@ hard_error_limit: 5
 stress_hard_error_limit: 2
 junk_limit: 9
 stress_junk_limit: 2
+hopcount_limit: 30
 `))
 		if err != nil {
 			t.Fatal(err)

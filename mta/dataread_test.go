@@ -118,7 +118,7 @@ func FuzzDataArrivesIntact(f *testing.F) {
 				longLine = longLine || len(line) >= 1998
 			}
 			if reply[0] != '5' || !(longLine || bytes.IndexByte(body, 0) >= 0 ||
-				bytes.Count(bytes.ToLower(body), []byte("received:")) > maxReceived) {
+				bytes.Count(bytes.ToLower(body), []byte("received:")) > DefaultHopcountLimit) {
 				t.Fatalf("the message got %q", reply)
 			}
 			return

@@ -16,7 +16,7 @@ func FuzzReadMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := readMessage(bytes.NewReader(in), []byte("P: q\r\n"), 1<<20)
+		out, err := readMessage(bytes.NewReader(in), []byte("P: q\r\n"), 1<<20, DefaultHopcountLimit)
 		if err != nil {
 			return
 		}

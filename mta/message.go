@@ -15,9 +15,9 @@ var (
 	errMessageLoop = errors.New("message has too many Received headers")
 )
 
-// maxReceived is the hop count past which a message is taken to be looping. RFC 5321 section
-// 6.3 suggests at least 100.
-const maxReceived = 100
+// DefaultHopcountLimit is Config.HopcountLimit's default: RFC 5321 section 6.3 suggests at
+// least 100 hops before a message is taken to loop.
+const DefaultHopcountLimit = 100
 
 // readBufs are the read buffers of readMessage, reused: one per message would be most of the
 // garbage an ingest flood makes.
@@ -30,7 +30,7 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 //
 // TODO: the whole message is held in memory until it is spooled (at most MaxMessageBytes per
 // session); streaming large messages to a file of their own would bound memory per session.
-func readMessage(r io.Reader, prefix []byte, maxBytes int64) ([]byte, error) {
+func readMessage(r io.Reader, prefix []byte, maxBytes int64, maxHops int) ([]byte, error) {
 	n := &normaliser{out: bytes.NewBuffer(make([]byte, 0, 8<<10)), inHeader: true}
 	n.out.Write(prefix)
 	n.lineStart = n.out.Len()
@@ -56,7 +56,7 @@ func readMessage(r io.Reader, prefix []byte, maxBytes int64) ([]byte, error) {
 	switch {
 	case n.nul:
 		return nil, errMessageNUL
-	case n.received > maxReceived:
+	case n.received > maxHops:
 		return nil, fmt.Errorf("%w: %d", errMessageLoop, n.received)
 	}
 	return n.out.Bytes(), nil

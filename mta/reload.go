@@ -69,7 +69,7 @@ func (s *Server) Reload(cfg Config) error {
 		"command_timeout", cfg.CommandTimeout, "stress_command_timeout", cfg.StressCommandTimeout,
 		"min_data_rate", cfg.MinDataRate, "hard_error_limit", cfg.HardErrorLimit,
 		"stress_hard_error_limit", cfg.StressHardErrorLimit, "junk_limit", cfg.JunkLimit,
-		"stress_junk_limit", cfg.StressJunkLimit)
+		"stress_junk_limit", cfg.StressJunkLimit, "hopcount_limit", cfg.HopcountLimit)
 	return nil
 }
 

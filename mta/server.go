@@ -141,7 +141,7 @@ func (s *Server) logConfig(recovered int) {
 		"transports", len(c.Transports), "starttls", c.TLSCertFile != "", "spool", c.SpoolDir, "slot_wait", c.SlotWait, "wait_max", c.WaitMax,
 		"cooldown", c.Cooldown, "client_cap", c.ClientCap, "command_timeout", c.CommandTimeout,
 		"stress_command_timeout", c.StressCommandTimeout, "min_data_rate", c.MinDataRate,
-		"max_message_bytes", c.MaxMessageBytes, "max_recipients", c.MaxRecipients,
+		"max_message_bytes", c.MaxMessageBytes, "max_recipients", c.MaxRecipients, "hopcount_limit", c.HopcountLimit,
 		"retry_min", c.RetryMin, "retry_max", c.RetryMax, "give_up", c.GiveUp, "recovered_messages", recovered)
 }
 

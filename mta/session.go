@@ -146,7 +146,7 @@ func (s *session) Data(r io.Reader) error {
 	declared8 := s.body8
 	s.mu.Unlock()
 	received := s.srv.receivedHeader(s, env.ID, env.To)
-	body, err := readMessage(r, received, s.srv.cfg.MaxMessageBytes)
+	body, err := readMessage(r, received, s.srv.cfg.MaxMessageBytes, s.srv.tuning.Load().hopcountLimit)
 	if err != nil {
 		return s.dataFailed(env, err)
 	}

@@ -91,7 +91,7 @@ func TestProtocolLimits(t *testing.T) {
 }
 
 func TestReadMessage(t *testing.T) {
-	many := strings.Repeat("Received: from x\r\n", maxReceived+1)
+	many := strings.Repeat("Received: from x\r\n", DefaultHopcountLimit+1)
 	cases := []struct {
 		name, in, want string
 		err            error
@@ -106,7 +106,7 @@ func TestReadMessage(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := readMessage(strings.NewReader(c.in), []byte("P: q\r\n"), 1<<20)
+			got, err := readMessage(strings.NewReader(c.in), []byte("P: q\r\n"), 1<<20, DefaultHopcountLimit)
 			if c.err != nil {
 				if !errors.Is(err, c.err) {
 					t.Fatalf("err %v, want %v", err, c.err)

@@ -79,3 +79,26 @@ func TestReloadSessionLimits(t *testing.T) {
 		expect(t, "NOOP", c.cmd("NOOP"), "250 ")
 	})
 }
+
+// TestHopcountLimit checks the configured loop limit, and that a reload changes it for the next
+// message: a message with as many Received headers as the limit passes, one more is a loop.
+func TestHopcountLimit(t *testing.T) {
+	sink := startSink(t)
+	cfg := testConfig(t, sink.Addr())
+	cfg.HopcountLimit = 3
+	s, addr := startServer(t, cfg)
+	withHops := func(n int) string {
+		return strings.Repeat("Received: from hop.example\r\n", n) + "Subject: hops\r\n\r\nbody\r\n"
+	}
+	c := greeted(t, addr)
+	expect(t, "three hops", c.sendMessage("a@example.net", []string{"user1@example.test"}, withHops(3)), "250 ")
+	expect(t, "four hops", c.sendMessage("a@example.net", []string{"user1@example.test"}, withHops(4)), "554 5.4.6 ")
+	cfg.HopcountLimit = 4
+	if err := s.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "four hops after the reload", c.sendMessage("a@example.net", []string{"user1@example.test"}, withHops(4)), "250 ")
+	if n := s.Snapshot().MessagesAccepted; n != 2 {
+		t.Fatalf("%d messages queued, want 2", n)
+	}
+}
