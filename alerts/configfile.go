@@ -332,7 +332,7 @@ func parseRosters(n *yaml.Node) (map[string][]string, error) {
 }
 
 // Config returns the service's effective configuration, defaults filled in.
-func (s *Service) Config() Config { return s.cfg }
+func (s *Service) Config() Config { return s.live().cfg }
 
 // LogValue is what the daemon logs at start: every setting an operator can give, as New
 // filled it in. Config holds no secrets (the NATS credentials are in events.ConnConfig).

@@ -66,11 +66,12 @@ func (s *Service) sweep(ctx context.Context, cluster string) {
 		s.log.Warn("record not read", "cluster", cluster, "err", err)
 		return
 	}
+	l := s.live()
 	if next, ok := NextDue(r.State); ok && !next.After(s.cfg.Clock.Now()) {
 		var released []SendAlert
 		err := s.store.update(ctx, cluster, func(r *record) bool {
 			before := len(r.State.Pending)
-			r.State, released = Due(r.State, s.cfg.Clock.Now(), s.rules)
+			r.State, released = Due(r.State, s.cfg.Clock.Now(), l.rules)
 			r.enqueue(released, time.Now())
 			return len(r.State.Pending) != before
 		})
@@ -86,7 +87,7 @@ func (s *Service) sweep(ctx context.Context, cluster string) {
 			return
 		}
 	}
-	for _, key := range r.ready(time.Now(), s.lease) {
+	for _, key := range r.ready(time.Now(), l.lease) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -95,14 +96,16 @@ func (s *Service) sweep(ctx context.Context, cluster string) {
 }
 
 // deliver claims one outbox item with compare-and-set, so that of two replicas one sends it,
-// sends it, and records the result.
+// sends it, and records the result. It uses the settings in force when it begins throughout:
+// a reload meanwhile changes the next delivery, not this one.
 func (s *Service) deliver(ctx context.Context, cluster, key string) {
+	l := s.live()
 	var it outboxItem
 	claimed := false
 	err := s.store.update(ctx, cluster, func(r *record) bool {
 		p := r.item(key)
 		now := time.Now()
-		claimed = p != nil && !p.NextTry.After(now) && (p.Claim == "" || now.Sub(p.ClaimedAt) > s.lease)
+		claimed = p != nil && !p.NextTry.After(now) && (p.Claim == "" || now.Sub(p.ClaimedAt) > l.lease)
 		if claimed {
 			p.Claim, p.ClaimedAt = s.cfg.Replica, now
 			p.Attempts++
@@ -114,7 +117,7 @@ func (s *Service) deliver(ctx context.Context, cluster, key string) {
 		return
 	}
 
-	sendErr := s.mailer.Send(ctx, it.Alert)
+	sendErr := l.mailer.Send(ctx, it.Alert)
 
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
@@ -122,7 +125,7 @@ func (s *Service) deliver(ctx context.Context, cluster, key string) {
 		s.recordSent(bctx, cluster, it)
 		return
 	}
-	s.recordFailure(bctx, cluster, it, sendErr)
+	s.recordFailure(bctx, l, cluster, it, sendErr)
 }
 
 func (s *Service) recordSent(ctx context.Context, cluster string, it outboxItem) {
@@ -149,10 +152,12 @@ func (s *Service) recordSent(ctx context.Context, cluster string, it outboxItem)
 //
 // TODO: after a day of permanent failures, move the alert to a dead-letter list that
 // `mtastress alerts history` shows, instead of retrying forever.
-func (s *Service) recordFailure(ctx context.Context, cluster string, it outboxItem, sendErr error) {
-	wait := s.backoff(it.Attempts)
+func (s *Service) recordFailure(ctx context.Context, l *live, cluster string, it outboxItem,
+	sendErr error,
+) {
+	wait := l.backoff(it.Attempts)
 	if Permanent(sendErr) {
-		wait = s.cfg.RetryMax
+		wait = l.cfg.RetryMax
 	}
 	s.log.Warn("alert not sent, will retry", "key", it.Alert.Key, "attempt", it.Attempts,
 		"retry_in", wait, "permanent", Permanent(sendErr), "err", sendErr)
@@ -171,11 +176,11 @@ func (s *Service) recordFailure(ctx context.Context, cluster string, it outboxIt
 }
 
 // backoff doubles from RetryMin to RetryMax, with jitter so replicas and alerts spread out.
-func (s *Service) backoff(attempts int) time.Duration {
-	d := s.cfg.RetryMin
-	for i := 1; i < attempts && d < s.cfg.RetryMax; i++ {
+func (l *live) backoff(attempts int) time.Duration {
+	d := l.cfg.RetryMin
+	for i := 1; i < attempts && d < l.cfg.RetryMax; i++ {
 		d *= 2
 	}
-	d = min(d, s.cfg.RetryMax)
+	d = min(d, l.cfg.RetryMax)
 	return d/2 + rand.N(d/2+1)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,12 +79,15 @@ type Config struct {
 
 // Service feeds the rules from JetStream and sends what they decide.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	rules  RuleConfig
-	mailer *Mailer
-	lease  time.Duration // a claim older than this was abandoned by a crashed replica
-	kick   chan struct{}
+	// cfg is the config as New filled it in, never written afterwards, so it is read without
+	// a lock. The settings that Reload changes are read from cur instead: cfg keeps their
+	// values at start.
+	cfg           Config
+	randomReplica bool // cfg.Replica was drawn by New, not given
+	log           *slog.Logger
+	cur           atomic.Pointer[live] // the settings in force; see Reload
+	reloadMu      sync.Mutex           // serialises Reload
+	kick          chan struct{}
 
 	mu       sync.Mutex
 	running  bool
@@ -97,26 +101,18 @@ type Service struct {
 
 // New checks cfg and fills in its defaults.
 func New(cfg Config) (*Service, error) {
+	randomReplica := cfg.Replica == ""
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
 	s := &Service{
-		cfg: cfg,
-		log: cfg.Logger.With("component", "alerts", "replica", cfg.Replica),
-		rules: RuleConfig{
-			Settle:      max(cfg.SettleWindow, 0),
-			Catalog:     cfg.Catalog,
-			Rosters:     cfg.Rosters,
-			MaxAlertAge: max(cfg.MaxAlertAge, 0),
-		},
-		mailer: &Mailer{
-			Relay: cfg.Relay, From: cfg.From, To: cfg.Admin, HeloName: cfg.HeloName,
-			RequireTLS: cfg.RequireTLS, TLSConfig: cfg.TLSConfig, Timeout: cfg.SendTimeout,
-		},
-		lease: cfg.SendTimeout + 30*time.Second,
-		kick:  make(chan struct{}, 1),
-		known: make(map[string]bool),
+		cfg:           cfg,
+		randomReplica: randomReplica,
+		log:           cfg.Logger.With("component", "alerts", "replica", cfg.Replica),
+		kick:          make(chan struct{}, 1),
+		known:         make(map[string]bool),
 	}
+	s.cur.Store(newLive(cfg))
 	return s, nil
 }
 
@@ -197,8 +193,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	stopStatus := s.serveStatus()
 	defer stopStatus()
+	l := s.live()
 	s.log.Info("alert service started", "durable", s.cfg.Durable, "bucket", s.cfg.Bucket,
-		"relay", s.cfg.Relay, "admin", s.cfg.Admin, "settle", s.rules.Settle)
+		"relay", l.cfg.Relay, "admin", l.cfg.Admin, "settle", l.rules.Settle)
 
 	var stops []func()
 	for _, stream := range []string{events.StreamEvents, events.StreamLoad} {
@@ -297,10 +294,13 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	cluster := clusterOf(ev)
+	// The rules as they are now, for every attempt at this event: a reload meanwhile applies
+	// from the next one.
+	rules := s.live().rules
 	var outcome Outcome
 	var decided []SendAlert
 	apply := func(r *record) bool {
-		r.State, decided, outcome = Apply(r.State, ev, s.cfg.Clock.Now(), s.rules)
+		r.State, decided, outcome = Apply(r.State, ev, s.cfg.Clock.Now(), rules)
 		r.enqueue(decided, time.Now())
 		return outcome == Applied
 	}
@@ -323,7 +323,7 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 func (s *Service) persist(ctx context.Context, msg jetstream.Msg, cluster string,
 	fn func(*record) bool,
 ) error {
-	delay := s.cfg.RetryMin
+	delay := s.live().cfg.RetryMin
 	for {
 		err := s.store.update(ctx, cluster, fn)
 		if err == nil || ctx.Err() != nil {
@@ -336,7 +336,7 @@ func (s *Service) persist(ctx context.Context, msg jetstream.Msg, cluster string
 			return ctx.Err()
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, s.cfg.RetryMax, s.cfg.AckWait/2)
+		delay = min(2*delay, s.live().cfg.RetryMax, s.cfg.AckWait/2)
 	}
 }
 

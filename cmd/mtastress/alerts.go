@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"sync"
 	"syscall"
@@ -53,8 +54,12 @@ same durable consumer send each email once.
 file:line:col and the key when not.
 
 SIGTERM or SIGINT stops it: events in flight are finished or left for redelivery, then the
-NATS connection is drained. The log level is info unless --log-level says otherwise.
-See docs/alerts.md for the file's keys.`,
+NATS connection is drained. SIGHUP reads the file (and --models) again and applies the admin
+addresses, sender, relay and its TLS, rosters, settle window, max_alert_age, retries and send
+timeout to the next alert, those waiting in the outbox included; keys that need a restart
+(nats, durable, bucket, replicas, replica, ack_wait, the models) are named in the log, and a
+file that does not load keeps the running config. The log level is info unless --log-level
+says otherwise. See docs/alerts.md for the file's keys.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAlerts(cmd, g, path, check)
@@ -87,6 +92,11 @@ func runAlerts(cmd *cobra.Command, g *globals, path string, check bool) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught before anything starts: its default would end the process. One that
+	// comes before the service exists waits in the channel.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 
 	nc, err := events.Connect(fc.NATS, log)
 	if err != nil {
@@ -104,7 +114,64 @@ func runAlerts(cmd *cobra.Command, g *globals, path string, check bool) error {
 		return &exitError{exitBadInput, fmt.Errorf("%s: %w", path, err)}
 	}
 	log.Info("alerts config", "file", path, "nats", natsLogValue(fc.NATS), "alerts", svc.Config())
-	return runService(ctx, svc, log)
+
+	// Reloads run beside the service, whether it is running or still waiting for NATS, and
+	// end before the command returns.
+	rctx, stopReloads := context.WithCancel(ctx)
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-hups:
+				reloadAlerts(g, path, fc.NATS, svc, log)
+			}
+		}
+	}()
+	err = runService(ctx, svc, log)
+	stopReloads()
+	<-reloads
+	return err
+}
+
+// reloadAlerts reads the file again and applies it to svc. conn is the nats block the
+// connection was made from at start: it stays in use until a restart.
+func reloadAlerts(g *globals, path string, conn events.ConnConfig, svc *alerts.Service, log *slog.Logger) {
+	log.Info("SIGHUP: reloading the config", "file", path)
+	restart, err := reloadService(g, path, conn, svc)
+	if err != nil {
+		log.Error("config not reloaded; the running config stays", "err", err)
+		return
+	}
+	if len(restart) > 0 {
+		log.Warn("config changes that need a restart were not applied", "keys", restart)
+	}
+}
+
+// reloadService loads the file and the catalog as runAlerts does and hands them to
+// svc.Reload, which logs what it applied. It returns the keys that need a restart.
+func reloadService(g *globals, path string, conn events.ConnConfig, svc *alerts.Service) ([]string, error) {
+	fc, err := alerts.LoadConfigFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := g.catalog()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fc.Service
+	// The running connection: Reload keeps it as it keeps every setting that needs a restart.
+	cfg.JS, cfg.Catalog = svc.Config().JS, cat
+	restart, err := svc.Reload(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !reflect.DeepEqual(fc.NATS, conn) {
+		restart = append([]string{"nats"}, restart...)
+	}
+	return restart, nil
 }
 
 // runService runs svc until ctx ends. While NATS is away or JetStream not ready at start, it
