@@ -233,12 +233,21 @@ func (s *Service) setup(ctx context.Context) error {
 	if err := events.EnsureStreams(ctx, s.cfg.JS, s.cfg.Replicas); err != nil {
 		return fmt.Errorf("%w: %v", ErrSetup, err)
 	}
-	kv, err := s.cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	want := jetstream.KeyValueConfig{
 		Bucket:      s.cfg.Bucket,
 		Description: "mtastress alert state and outbox, one key per cluster",
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.cfg.Replicas,
-	})
+	}
+	// A bucket already as wanted is opened, not updated, for the reason events.EnsureStreams
+	// gives: an update rewrites its stream's config while watchers may be creating consumers.
+	var kv jetstream.KeyValue
+	st, err := s.cfg.JS.Stream(ctx, "KV_"+want.Bucket)
+	if err == nil && sameBucket(st.CachedInfo().Config, want) {
+		kv, err = s.cfg.JS.KeyValue(ctx, want.Bucket)
+	} else {
+		kv, err = s.cfg.JS.CreateOrUpdateKeyValue(ctx, want)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: bucket %s: %v", ErrSetup, s.cfg.Bucket, err)
 	}
@@ -246,6 +255,11 @@ func (s *Service) setup(ctx context.Context) error {
 	s.store = store{kv: kv}
 	s.mu.Unlock()
 	return nil
+}
+
+// sameBucket reports whether a bucket's stream already holds the settings setup gives it.
+func sameBucket(have jetstream.StreamConfig, want jetstream.KeyValueConfig) bool {
+	return have.Description == want.Description && have.Storage == want.Storage && have.Replicas == want.Replicas
 }
 
 // consume starts the durable consumer of one stream and returns how to stop it.

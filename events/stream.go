@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,11 +90,25 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 		return fmt.Errorf("%w: %d replicas, JetStream allows at most %d", ErrStreamSetup, replicas, maxReplicas)
 	}
 	for _, cfg := range StreamConfigs(replicas) {
+		// A stream that is already as wanted is left alone: every node and service calls this
+		// at start, and an update rewrites the stream's config on the server while consumers
+		// of it are being created (nats-server v2.15.3 reads that config unlocked there; the
+		// race detector sees it when an alert service starts beside a publisher).
+		if s, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(s.CachedInfo().Config, cfg) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrStreamSetup, cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// sameStream reports whether have already holds every setting of want that EnsureStreams sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Storage == want.Storage && have.MaxAge == want.MaxAge &&
+		have.Duplicates == want.Duplicates && have.Replicas == want.Replicas
 }
 
 // CurrentReplicas is the most replicas either stream has, or 1 when neither exists yet. A tool
