@@ -98,19 +98,38 @@ func checkPlanArrival(t *testing.T, tm planTiming, p sessionPlan, phaseStart tim
 		t.Fatalf("session %d: planner at %v node %d client %d; replay at %v node %d client %s",
 			p.Index, time.Duration(a.at), a.node, a.client, phaseStart+p.Start, p.Node, p.Client)
 	}
-	// The hold the replay's client would keep, from its plan, under normal settings.
-	var want planSpan
-	for _, m := range p.Messages {
-		want.d += tm.perMessage
-		if p.Drip != nil {
-			data := int64(float64(m.Size) / float64(p.Drip.BytesPer) * float64(p.Drip.Per))
-			want.addData(data, p.Drip, tm.commandTimeout, tm.minDataRate)
+	// The hold the replay's client would keep, from its plan, under normal and stress settings:
+	// each message a message's time, its data, and the end at the hard error limit, which its
+	// refused recipients (nobody…@) count toward.
+	hold := func(timeout int64, hardErrors int) int64 {
+		var want planSpan
+		errs := 0
+		for _, m := range p.Messages {
+			want.d += tm.perMessage
+			refused := 0
+			for _, r := range m.Rcpts {
+				if strings.HasPrefix(r, "nobody") {
+					refused++
+				}
+			}
+			if errs += refused; refused > 0 && errs >= hardErrors {
+				return want.d
+			}
+			if p.Drip != nil && refused < len(m.Rcpts) {
+				data := int64(float64(m.Size) / float64(p.Drip.BytesPer) * float64(p.Drip.Per))
+				want.addData(data, p.Drip, timeout, tm.minDataRate)
+			}
 		}
+		want.idle(int64(p.Hold), timeout)
+		return want.d
 	}
-	want.idle(int64(p.Hold), tm.commandTimeout)
-	if a.normal != want.d {
+	if want := hold(tm.commandTimeout, tm.hardErrors); a.normal != want {
 		t.Fatalf("session %d (%s): planner holds %v, the replay's plan %v", p.Index, p.Profile,
-			time.Duration(a.normal), time.Duration(want.d))
+			time.Duration(a.normal), time.Duration(want))
+	}
+	if want := hold(tm.stressTimeout, tm.stressHardErrors); a.stress != want {
+		t.Fatalf("session %d (%s): planner holds %v in stress, the replay's plan %v", p.Index, p.Profile,
+			time.Duration(a.stress), time.Duration(want))
 	}
 	if a.stress > a.normal {
 		t.Fatalf("session %d: holds longer under stress (%v) than without (%v)", p.Index,

@@ -49,6 +49,9 @@ type planTiming struct {
 	perMessage                    int64
 	commandTimeout, stressTimeout int64
 	minDataRate                   float64 // bytes per second; 0: no minimum
+	// hardErrors and stressHardErrors: the MTA closes a session at its hard error limit, and
+	// each refused recipient is an error (550 5.1.1); in stress the limit is 1.
+	hardErrors, stressHardErrors int
 }
 
 func newPlanTiming(sc *scenarios.Scenario, perMessage time.Duration) planTiming {
@@ -58,6 +61,9 @@ func newPlanTiming(sc *scenarios.Scenario, perMessage time.Duration) planTiming 
 		commandTimeout: int64(def.CommandTimeout),
 		stressTimeout:  int64(def.StressCommandTimeout),
 		minDataRate:    float64(def.MinDataRate),
+
+		hardErrors:       def.HardErrorLimit,
+		stressHardErrors: def.StressHardErrorLimit,
 	}
 	if sc.MTA.StressTimeout != nil {
 		tm.stressTimeout = int64(*sc.MTA.StressTimeout)
@@ -65,10 +71,30 @@ func newPlanTiming(sc *scenarios.Scenario, perMessage time.Duration) planTiming 
 	return tm
 }
 
-// planSpan accumulates one session's time in its slot under one timeout.
+// planSpan accumulates one session's time in its slot under one timeout and error limit.
 type planSpan struct {
-	d   int64
-	cut bool // the MTA closed the session on a timeout: nothing after it counts
+	d    int64
+	cut  bool // the MTA closed the session (a timeout, the error limit): nothing after it counts
+	errs int  // error replies so far
+}
+
+// refused counts a message's refused recipients and reports whether the message goes on to
+// its data. At the hard error limit the MTA answers 421 and closes: the session ends inside
+// the message, which counts as a whole message's time (its commands up to the refusal).
+// A message whose recipients were all refused ends with RSET, no data.
+//
+// TODO: the RSET after an all-refused message counts toward the junk limit (100) too; a
+// session of more than 99 such messages would be cut there in a live run.
+func (s *planSpan) refused(n, of, limit int, perMessage int64) bool {
+	if s.cut {
+		return false
+	}
+	s.d += perMessage
+	if s.errs += n; n > 0 && s.errs >= limit {
+		s.cut = true
+		return false
+	}
+	return n < of
 }
 
 // addData adds one message's data phase. A drip slower than the MTA's minimum data rate runs
@@ -242,19 +268,25 @@ func (tr *planTraffic) draw(ph *planPhaseDraw, at int64, a *planArrival) {
 	normal, stress := planSpan{}, planSpan{}
 	for range drawInt(rng, p.Messages) {
 		size := int(drawFloat(rng, p.Size.Min, p.Size.Max))
-		for range drawInt(rng, p.Recipients) {
+		rcpts, refused := drawInt(rng, p.Recipients), 0
+		for range rcpts {
 			if rng.Float64() < p.Invalid {
 				rng.IntN(1_000_000)
+				refused++
 			} else {
 				rng.IntN(ValidUsers)
 			}
 		}
-		normal.d += tm.perMessage
-		stress.d += tm.perMessage
+		normalData := normal.refused(refused, rcpts, tm.hardErrors, tm.perMessage)
+		stressData := stress.refused(refused, rcpts, tm.stressHardErrors, tm.perMessage)
 		if p.Drip != nil {
 			data := int64(float64(size) / float64(p.Drip.BytesPer) * float64(p.Drip.Per))
-			normal.addData(data, p.Drip, tm.commandTimeout, tm.minDataRate)
-			stress.addData(data, p.Drip, tm.stressTimeout, tm.minDataRate)
+			if normalData {
+				normal.addData(data, p.Drip, tm.commandTimeout, tm.minDataRate)
+			}
+			if stressData {
+				stress.addData(data, p.Drip, tm.stressTimeout, tm.minDataRate)
+			}
 		}
 	}
 	normal.idle(hold, tm.commandTimeout)
