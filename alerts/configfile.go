@@ -113,14 +113,8 @@ func (fc *FileConfig) finish(w *yamldoc.Walker, root *yaml.Node) {
 		w.Fail(fc.vals[key], key, "retry_max %v is shorter than retry_min %v", hi, lo)
 		return
 	}
-	for _, k := range []string{"nats.nkey_file", "nats.creds_file", "nats.tls.ca_file",
-		"nats.tls.cert_file", "nats.tls.key_file"} {
-		if n := fc.vals[k]; n != nil {
-			if err := readable(n.Value); err != nil {
-				w.Fail(n, k, "%v", err)
-				return
-			}
-		}
+	if w.Files(yamldoc.NATSFiles...); w.Err() != nil {
+		return
 	}
 	if n := fc.vals["relay_tls.ca_file"]; n != nil {
 		pool, err := readCAs(n.Value)
@@ -130,17 +124,6 @@ func (fc *FileConfig) finish(w *yamldoc.Walker, root *yaml.Node) {
 		}
 		s.TLSConfig.RootCAs = pool
 	}
-}
-
-func readable(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if st.IsDir() {
-		return fmt.Errorf("%s is a directory, not a file", path)
-	}
-	return nil
 }
 
 func readCAs(path string) (*x509.CertPool, error) {

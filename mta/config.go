@@ -294,5 +294,8 @@ func checkHostPort(s string) error {
 	if host == "" || port == "" {
 		return fmt.Errorf("%q needs both host and port", s)
 	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("port %q is not a port number (0 to 65535) or a service name", port)
+	}
 	return nil
 }

@@ -143,6 +143,10 @@ func (fc *FileConfig) finish(w *yamldoc.Walker, root *yaml.Node) {
 	if len(fc.ListenProxy) > 0 && len(fc.MTA.ProxyFrom) == 0 {
 		w.Fail(fc.vals["listen_proxy"], "listen_proxy", "needs proxy_from: the balancer addresses allowed to connect")
 	}
+	w.Files(yamldoc.NATSFiles...)
+	if len(fc.MTA.ProxyFrom) > 0 && len(fc.ListenProxy) == 0 {
+		w.Fail(fc.vals["proxy_from"], "proxy_from", "has no listener to apply to: add listen_proxy, the listeners behind the balancer, or remove proxy_from")
+	}
 	if fc.UsersFile != "" {
 		users, err := readUsersFile(fc.UsersFile)
 		if err != nil {

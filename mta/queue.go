@@ -19,6 +19,7 @@ import (
 var (
 	ErrNoSuchMessage = errors.New("mta: no such message in the queue")
 	ErrInFlight      = errors.New("mta: message is being delivered right now; try again")
+	ErrNoSpool       = errors.New("mta: no spool")
 )
 
 // QueueEntry is one queued message as `mtastress queue list` shows it.

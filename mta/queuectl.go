@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -115,6 +117,10 @@ type offlineQueue struct {
 }
 
 func openOfflineQueue(dir string) (*offlineQueue, error) {
+	// A tool never makes a spool: a mistyped path would look like an empty queue.
+	if st, err := os.Stat(filepath.Join(dir, "queue")); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%w: %s has no queue directory (is it the node's spool?)", ErrNoSpool, dir)
+	}
 	sp, msgs, err := openSpool(dir, 0, 0, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
@@ -225,6 +231,10 @@ func FormatQueue(entries []QueueEntry, now time.Time) string {
 			fmt.Fprintf(&b, "    last error: %s\n", e.LastError)
 		}
 	}
-	fmt.Fprintf(&b, "%d messages\n", len(entries))
+	if len(entries) == 1 {
+		b.WriteString("1 message\n")
+	} else {
+		fmt.Fprintf(&b, "%d messages\n", len(entries))
+	}
 	return b.String()
 }

@@ -91,6 +91,7 @@ type AlertReport struct {
 // ExpectationResult is one line of the scenario's expect block, checked.
 type ExpectationResult struct {
 	Name   string `json:"name"`
+	Line   int    `json:"line"` // of the item in the scenario file
 	Passed bool   `json:"passed"`
 	Detail string `json:"detail"`
 	// Skipped marks an expectation the target cannot show; it does not fail the run.
@@ -234,7 +235,7 @@ func (r *replay) check(rep *Report, found []foundAlert) []ExpectationResult {
 		lost += n.Messages.Lost
 	}
 	for _, e := range r.sc.Expect {
-		res := ExpectationResult{Name: e.String()}
+		res := ExpectationResult{Name: e.String(), Line: e.Line}
 		switch e.Kind {
 		case "alert":
 			got := countMatches(found, e.Alert, e.Node, e.Cluster, e.Diagnosis)

@@ -2,6 +2,7 @@ package yamldoc
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -64,6 +65,27 @@ func (w *Walker) Values() map[string]*yaml.Node {
 	}
 	return w.values
 }
+
+// Files checks that the values of keys that were given name files that exist, so that a check
+// of the config finds a missing file before the program would, long after its start.
+func (w *Walker) Files(keys ...string) {
+	for _, k := range keys {
+		n := w.Values()[k]
+		if n == nil || w.err != nil {
+			continue
+		}
+		st, err := os.Stat(n.Value)
+		switch {
+		case err != nil:
+			w.Fail(n, k, "%v", err)
+		case st.IsDir():
+			w.Fail(n, k, "%s is a directory, not a file", n.Value)
+		}
+	}
+}
+
+// NATSFiles are the keys of files in a "nats" block of events.ConnConfig settings.
+var NATSFiles = []string{"nats.nkey_file", "nats.creds_file", "nats.tls.ca_file", "nats.tls.cert_file", "nats.tls.key_file"}
 
 // Fail records a problem of key at n (nil: at no position), unless one is recorded already.
 func (w *Walker) Fail(n *yaml.Node, key, format string, a ...any) {

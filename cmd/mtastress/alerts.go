@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -82,8 +83,8 @@ func runAlerts(cmd *cobra.Command, g *globals, path string, check bool) error {
 		return err
 	}
 	if check {
-		fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (relay %s, %d admin addresses)\n",
-			path, fc.Service.Relay, len(fc.Service.Admin))
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (relay %s, admin %s)\n",
+			path, fc.Service.Relay, strings.Join(fc.Service.Admin, ", "))
 		return nil
 	}
 	log, err := daemonLogger(cmd, g.logLevel)
@@ -262,9 +263,12 @@ func (t *natsTarget) connect(ctx context.Context) (*nats.Conn, string, error) {
 	for !nc.IsConnected() {
 		select {
 		case <-ctx.Done():
-			last := nc.LastError()
+			why := "no answer"
+			if last := nc.LastError(); last != nil {
+				why = last.Error()
+			}
 			nc.Close()
-			return nil, "", &exitError{exitEnvironment, fmt.Errorf("cannot reach NATS at %v: %v", conn.URLs, last)}
+			return nil, "", &exitError{exitEnvironment, fmt.Errorf("cannot reach NATS at %s: %s", strings.Join(conn.URLs, ", "), why)}
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -5,7 +5,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -43,6 +45,12 @@ func newRoot() *cobra.Command {
 		Short:         "A mail transport agent that stays up under attack, and the tools that prove it",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every command takes --log-level, so every command checks it, even one that logs
+		// nothing: a typo must not pass silently.
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			_, err := parseLevel(g.logLevel)
+			return err
+		},
 	}
 	root.PersistentFlags().StringVar(&g.modelsFile, "models", "", "model catalog `FILE` replacing the built-in one")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "operator log level: debug, info, warn, error")
@@ -80,6 +88,47 @@ func (g *globals) scenario(target string) (*scenarios.Scenario, *scenarios.Catal
 	return sc, cat, nil
 }
 
+// parseLevel reads --log-level.
+func parseLevel(level string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return l, &exitError{exitBadInput, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)}
+	}
+	return l, nil
+}
+
+// checkOutputs makes sure, before a run, that the report files asked for can be written: a
+// replay that passes after 30 s and then cannot write its report would turn a pass into an
+// exit 2. The check creates and removes a file beside each.
+func checkOutputs(outs map[string]string) error {
+	for _, flag := range []string{"json", "html"} {
+		path := outs[flag]
+		if path == "" {
+			continue
+		}
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			return &exitError{exitBadInput, fmt.Errorf("--%s %s: is a directory; give a file name", flag, path)}
+		}
+		f, err := os.CreateTemp(filepath.Dir(path), ".mtastress-check-*")
+		if err != nil {
+			return &exitError{exitBadInput, fmt.Errorf("--%s %s: cannot write there: %w", flag, path, err)}
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	return nil
+}
+
+// describeRun names a scenario for the first line of a run: name, seed, and its description
+// when it has one.
+func describeRun(sc *scenarios.Scenario) string {
+	s := fmt.Sprintf("%s (seed %d)", sc.Name, sc.Seed)
+	if sc.Description != "" {
+		s += ": " + sc.Description
+	}
+	return s
+}
+
 // reportFiles is what replay and plan reports can write.
 type reportFiles interface {
 	WriteJSON(path string) error
@@ -92,11 +141,13 @@ func writeReports(rep reportFiles, jsonOut, htmlOut string) error {
 		if err := rep.WriteJSON(jsonOut); err != nil {
 			return &exitError{exitBadInput, fmt.Errorf("writing --json: %w", err)}
 		}
+		fmt.Fprintln(os.Stderr, "wrote", jsonOut)
 	}
 	if htmlOut != "" {
 		if err := rep.WriteHTML(htmlOut); err != nil {
 			return &exitError{exitBadInput, fmt.Errorf("writing --html: %w", err)}
 		}
+		fmt.Fprintln(os.Stderr, "wrote", htmlOut)
 	}
 	return nil
 }

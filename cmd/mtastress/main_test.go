@@ -34,6 +34,14 @@ func TestExitCodesForBadInput(t *testing.T) {
 		{"an invalid model catalog", []string{"models", "--models", badModels}},
 		{"an unknown flag", []string{"replay", "--no-such-flag"}},
 		{"a bad log level", []string{"replay", "--log-level", "loud"}},
+		// Commands that log nothing check it too.
+		{"a bad log level on a listing", []string{"scenarios", "--log-level", "loud"}},
+		{"a bad log level on a plan", []string{"plan", "--log-level", "loud"}},
+		// A report that cannot be written is found before the run, not after a pass: these
+		// return at once (a replay would otherwise take half a minute).
+		{"a replay report in a missing directory", []string{"replay", "--html", filepath.Join(dir, "no", "r.html")}},
+		{"a replay report that is a directory", []string{"replay", "--json", dir}},
+		{"a plan report in a missing directory", []string{"plan", "--json", filepath.Join(dir, "no", "p.json")}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -31,8 +31,8 @@ valid, 2 with file:line:col and the key when not.
 Signals: SIGTERM or SIGINT stops gracefully (sessions finish until shutdown_timeout, the
 spool is kept; a second signal cuts the wait short). SIGHUP reloads the recipient policy,
 routing, rate limits, certificate and session limits; keys that need a restart are named in
-the log. The log level is info unless
---log-level says otherwise.`,
+the log. A daemon logs at info unless --log-level is given (the flag's "warn" default is
+for the tools).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMTA(cmd, g, path, check)
@@ -158,9 +158,9 @@ func daemonLogger(cmd *cobra.Command, level string) (*slog.Logger, error) {
 	if f := cmd.Flag("log-level"); f == nil || !f.Changed {
 		level = "info"
 	}
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, &exitError{exitBadInput, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)}
+	l, err := parseLevel(level)
+	if err != nil {
+		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: l})), nil
 }

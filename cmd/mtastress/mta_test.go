@@ -66,9 +66,23 @@ func TestMTACheck(t *testing.T) {
 			t.Fatalf("exit %d, output %q", exitCode(err), out)
 		}
 	})
-	t.Run("the example file in mta/testdata passes", func(t *testing.T) {
-		if err, _ := execute(t, "mta", "--check", "--config", "../../mta/testdata/mta.example.yaml"); err != nil {
+	t.Run("the example file in mta/testdata passes when the files it names exist", func(t *testing.T) {
+		example, err := os.ReadFile("../../mta/testdata/mta.example.yaml")
+		if err != nil {
 			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		ca := filepath.Join(dir, "nats-ca.pem")
+		os.WriteFile(ca, []byte("not read by --check\n"), 0o600)
+		path := filepath.Join(dir, "mta.yaml")
+		os.WriteFile(path, bytes.ReplaceAll(example, []byte("/etc/mtastress/nats-ca.pem"), []byte(ca)), 0o600)
+		if err, _ := execute(t, "mta", "--check", "--config", path); err != nil {
+			t.Fatal(err)
+		}
+		// As it stands, on a machine without the CA file, --check names it.
+		err, _ = execute(t, "mta", "--check", "--config", "../../mta/testdata/mta.example.yaml")
+		if exitCode(err) != exitBadInput || !strings.Contains(err.Error(), "nats.tls.ca_file") {
+			t.Fatalf("the example without its CA file: %v", err)
 		}
 	})
 	cases := []struct{ name, extra, want string }{
@@ -76,6 +90,12 @@ func TestMTACheck(t *testing.T) {
 			`mta.yaml:13:11: cooldown: "30" is not a Go duration`},
 		{"an unknown model fails with exit 2 and lists the known ones", "",
 			`mta.yaml:3:8: model: unknown model "T7"; the catalog has T10, T25`},
+		{"a port out of range fails", "listen_exempt: [127.0.0.1:99999]\n",
+			`mta.yaml:13:17: listen_exempt: "127.0.0.1:99999" is not host:port`},
+		{"proxy_from without a PROXY listener fails", "proxy_from: [10.0.0.0/8]\n",
+			`mta.yaml:13:13: proxy_from: has no listener to apply to`},
+		{"a NATS creds file that is not there fails", "nats: {urls: [nats://127.0.0.1:4222], creds_file: /nonexistent/x.creds}\n",
+			`mta.yaml:13:51: nats.creds_file: stat /nonexistent/x.creds: no such file or directory`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

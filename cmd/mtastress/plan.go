@@ -49,7 +49,10 @@ func runPlan(g *globals, target, jsonOut, htmlOut string, maxBlocked float64) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "planning %s (seed %d): %s\n", sc.Name, sc.Seed, sc.Description)
+	if err := checkOutputs(map[string]string{"json": jsonOut, "html": htmlOut}); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "planning %s\n", describeRun(sc))
 	rep, err := simulator.Plan(sc, simulator.PlanOptions{Catalog: cat, MaxBlocked: maxBlocked})
 	if err != nil {
 		return err

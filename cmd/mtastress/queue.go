@@ -33,13 +33,23 @@ Exit codes: 0 done, 1 no such message (or it is being delivered right now), 2 ba
 	sub("list", "List queued messages: id, age, size, sender, recipients, attempts, last error, next try",
 		cobra.NoArgs, queueList)
 	sub("flush [ID]", "Try ID, or every message, now", cobra.MaximumNArgs(1), queueFlush)
-	sub("delete ID", "Remove a message without delivering or bouncing it", cobra.ExactArgs(1),
+	sub("delete ID", "Remove a message without delivering or bouncing it", oneID("delete"),
 		queueOp("deleted", mta.QueueControl.Delete))
-	sub("hold ID", "Keep a message from delivery until released", cobra.ExactArgs(1),
+	sub("hold ID", "Keep a message from delivery until released", oneID("hold"),
 		queueOp("held", mta.QueueControl.Hold))
-	sub("release ID", "Let a held message go, at once", cobra.ExactArgs(1),
+	sub("release ID", "Let a held message go, at once", oneID("release"),
 		queueOp("released", mta.QueueControl.Release))
 	return cmd
+}
+
+// oneID wants exactly one queue ID, and says so in words.
+func oneID(verb string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("queue %s takes one message ID (queue list shows them), got %d arguments", verb, len(args))
+		}
+		return nil
+	}
 }
 
 func runQueue(c *cobra.Command, path string, args []string, run func(io.Writer, mta.QueueControl, []string) error) error {
@@ -48,6 +58,9 @@ func runQueue(c *cobra.Command, path string, args []string, run func(io.Writer, 
 		return &exitError{exitBadInput, err}
 	}
 	q, err := mta.OpenQueue(fc.MTA.SpoolDir)
+	if errors.Is(err, mta.ErrNoSpool) {
+		return &exitError{exitBadInput, fmt.Errorf("%s: spool: %w", path, err)}
+	}
 	if err != nil {
 		return &exitError{exitEnvironment, err}
 	}
@@ -84,7 +97,11 @@ func queueFlush(w io.Writer, q mta.QueueControl, args []string) error {
 		fmt.Fprintln(w, "node stopped: every queued message is tried when it starts")
 		return nil
 	}
-	fmt.Fprintf(w, "%d messages due now\n", n)
+	if n == 1 {
+		fmt.Fprintln(w, "1 message due now")
+	} else {
+		fmt.Fprintf(w, "%d messages due now\n", n)
+	}
 	return nil
 }
 

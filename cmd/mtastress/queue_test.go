@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -49,7 +51,7 @@ func TestQueueCommand(t *testing.T) {
 			out = run(0, "queue", "list")
 			return strings.Contains(out, "last error:")
 		})
-		for _, want := range []string{id, "user1@example.test", "last error:", "1 messages"} {
+		for _, want := range []string{id, "user1@example.test", "last error:", "1 message\n"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("list output lacks %q:\n%s", want, out)
 			}
@@ -82,4 +84,22 @@ func TestQueueCommand(t *testing.T) {
 		}
 		run(1, "queue", "delete", id)
 	})
+}
+
+// TestQueueCommandNeverMakesASpool: a spool path with no spool (a typo, a node never started)
+// is bad input, not an empty queue, and the tool creates nothing there.
+func TestQueueCommandNeverMakesASpool(t *testing.T) {
+	path := mtaFile(t, "127.0.0.1:25", "")
+	spool := filepath.Join(filepath.Dir(path), "spool")
+	err, out := execute(t, "queue", "list", "--config", path)
+	if got := exitCode(err); got != exitBadInput || !strings.Contains(err.Error(), "no queue directory") {
+		t.Fatalf("exit %d (%v), want %d naming the missing queue\n%s", got, err, exitBadInput, out)
+	}
+	if _, err := os.Stat(spool); !os.IsNotExist(err) {
+		t.Fatalf("queue list made %s (%v)", spool, err)
+	}
+	err, _ = execute(t, "queue", "delete", "--config", path)
+	if got := exitCode(err); got != exitBadInput || !strings.Contains(err.Error(), "one message ID") {
+		t.Fatalf("queue delete without an ID: exit %d (%v)", got, err)
+	}
 }

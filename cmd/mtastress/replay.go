@@ -29,7 +29,8 @@ func newReplay(g *globals) *cobra.Command {
 service in this process, runs the scenario's traffic over real SMTP, waits for the spools to
 drain, and checks the alerts in MailHog against the scenario's expectations. With --nats
 alone, they use that NATS instead of starting one (see docs/events.md); with --mta, the replay
-follows running systems.
+follows running systems. The report says what happened, so the embedded components log
+only errors unless --log-level is given.
 
 Exit codes: 0 every expectation held; 1 an expectation failed; 2 bad input; 3 the
 environment could not start.`,
@@ -39,7 +40,11 @@ environment could not start.`,
 			if len(args) == 1 {
 				target = args[0]
 			}
-			return runReplay(cmd.Context(), g, target, jsonOut, htmlOut, remote)
+			level := g.logLevel
+			if f := cmd.Flag("log-level"); f == nil || !f.Changed {
+				level = "error"
+			}
+			return runReplay(cmd.Context(), g, level, target, jsonOut, htmlOut, remote)
 		},
 	}
 	cmd.Flags().StringVar(&jsonOut, "json", "", "write the JSON report to `FILE`")
@@ -53,19 +58,22 @@ environment could not start.`,
 	return cmd
 }
 
-func runReplay(ctx context.Context, g *globals, target, jsonOut, htmlOut string, remote simulator.RemoteOptions) error {
+func runReplay(ctx context.Context, g *globals, level, target, jsonOut, htmlOut string, remote simulator.RemoteOptions) error {
 	sc, cat, err := g.scenario(target)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(g.logLevel)
+	if err := checkOutputs(map[string]string{"json": jsonOut, "html": htmlOut}); err != nil {
+		return err
+	}
+	log, err := newLogger(level)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(os.Stderr, "replaying %s (seed %d): %s\n", sc.Name, sc.Seed, sc.Description)
+	fmt.Fprintf(os.Stderr, "replaying %s\n", describeRun(sc))
 	tg, closeTarget, err := replayTarget(ctx, sc, cat, log, remote)
 	if err != nil {
 		return err
@@ -134,9 +142,9 @@ func progress() func(done, total int) {
 }
 
 func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, &exitError{exitBadInput, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)}
+	l, err := parseLevel(level)
+	if err != nil {
+		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
