@@ -74,7 +74,7 @@ func LoadConfigFile(path string) (FileConfig, error) {
 // credentials and certificates, the relay's CA) must exist; the relay's CA is read.
 func ParseConfigFile(file string, data []byte) (FileConfig, error) {
 	fc := FileConfig{Path: file}
-	w := &yamldoc.Walker{File: file, ListKeys: true}
+	w := &yamldoc.Walker{File: file}
 	root := w.Document(data, "one service")
 	w.Mapping(root, "", fc.keys())
 	if w.Err() == nil {

@@ -86,8 +86,9 @@ func TestConfigFileErrors(t *testing.T) {
 		line, col int
 		key, msg  string
 	}{
-		{"an unknown key", baseFile + "relya: x\n", 5, 1, "relya", "unknown key; known keys at the top: ack_wait, admin, bucket, "},
-		{"an unknown key in a block", baseFile + "relay_tls: {ca_fil: x}\n", 5, 13, "relay_tls.ca_fil",
+		{"a misspelt key", baseFile + "relya: x\n", 5, 1, "relya", `unknown key; did you mean "relay"?`},
+		{"an unknown key", baseFile + "colour: x\n", 5, 1, "colour", "unknown key; known keys at the top: ack_wait, admin, bucket, "},
+		{"an unknown key in a block", baseFile + "relay_tls: {verify: x}\n", 5, 13, "relay_tls.verify",
 			"known keys in relay_tls: ca_file, server_name"},
 		{"an unknown key in nats.tls", "nats: {urls: [nats://x:4222], tls: {verify: true}}\n" + lines(baseFile, 2),
 			1, 37, "nats.tls.verify", "unknown key"},

@@ -16,9 +16,6 @@ import (
 type Walker struct {
 	// File is named in every error.
 	File string
-	// ListKeys makes the error for an unknown key list every key known where it stands;
-	// without it the error names the closest known key, when it looks like a typo.
-	ListKeys bool
 
 	err    *Error
 	values map[string]*yaml.Node
@@ -162,31 +159,28 @@ func (w *Walker) Mapping(n *yaml.Node, prefix string, settings []Setting) {
 	}
 }
 
-// hint is what the error for the unknown key adds: "; " and the keys known in prefix, or the
-// one it was likely meant to be; "" when none is close.
+// hint is what the error for the unknown key adds: the key it was likely meant to be, when one
+// is close enough to be a typo, else every key known where it stands.
 func (w *Walker) hint(key, prefix string, settings []Setting) string {
-	if w.ListKeys {
-		names := make([]string, len(settings))
-		for i, s := range settings {
-			names[i] = s.Key
-		}
-		slices.Sort(names)
-		where := "at the top"
-		if prefix != "" {
-			where = "in " + prefix
-		}
-		return fmt.Sprintf("; known keys %s: %s", where, strings.Join(names, ", "))
-	}
 	best, bestDist := "", 3
 	for _, s := range settings {
 		if d := editDistance(key, s.Key); d < bestDist {
 			best, bestDist = s.Key, d
 		}
 	}
-	if best == "" {
-		return ""
+	if best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
 	}
-	return fmt.Sprintf("; did you mean %q?", best)
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.Key
+	}
+	slices.Sort(names)
+	where := "at the top"
+	if prefix != "" {
+		where = "in " + prefix
+	}
+	return fmt.Sprintf("; known keys %s: %s", where, strings.Join(names, ", "))
 }
 
 // editDistance is the Levenshtein distance of two short ASCII strings.
