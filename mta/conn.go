@@ -97,11 +97,16 @@ func (s *Server) wrapConn(c net.Conn, ip netip.Addr, p *slotPool, stress bool) *
 // replyTooManyErrors ends a session at its hard error limit.
 const replyTooManyErrors = "421 4.7.0 %s Error: too many errors"
 
-// errDataTimeout is what a read returns after a timeout inside a transaction: go-smtp turns a
-// plain error there into a permanent 554 (BDAT) or hands it to Data, so it must already be the
-// reply. The connection closes after it.
+// errDataTimeout is what a read returns after a timeout inside message data (DATA, or a BDAT
+// chunk): go-smtp turns a plain error there into a permanent 554 (BDAT) or hands it to Data, so
+// it must already be the reply. The connection closes after it.
 var errDataTimeout = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 	Message: "Timeout waiting for data, closing connection"}
+
+// errChunkCut is what a read returns when the client's input ends inside a BDAT chunk, for the
+// reason cutShort gives; nothing of the message is queued, and the client may send it again.
+var errChunkCut = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0},
+	Message: "Connection ended inside a BDAT chunk; nothing was queued"}
 
 // prepareRead sets the inner deadline, then checks whether the session must end. In that
 // order: Shutdown sets draining and then moves the deadline, so one of the two is seen. The
@@ -150,11 +155,13 @@ func (c *slotConn) timedOut() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.readShut = true
-	c.log.Info("session timed out", "data", c.dataMode, "stress", c.set.stress)
-	if c.inTxn || c.dataMode {
+	inData := c.dataMode || c.bdatSkip > 0
+	c.bdatSkip = 0 // a chunk cut by the timeout is dead; what follows is never read
+	c.log.Info("session timed out", "data", inData, "stress", c.set.stress)
+	if inData {
 		return errDataTimeout
 	}
-	// Outside a transaction go-smtp answers a timeout with its own 421 4.4.2 and closes.
+	// Reading a command, go-smtp answers a timeout with its own 421 4.4.2 and closes.
 	return os.ErrDeadlineExceeded
 }
 
@@ -189,10 +196,9 @@ func (c *slotConn) clampLocked(t time.Time) time.Time {
 
 // commandLocked classifies one complete command line. Caller holds mu.
 func (c *slotConn) commandLocked() bool {
-	line := bytes.ToUpper(bytes.TrimRight(c.verb, "\r\n"))
+	verb, arg := parseCommand(c.verb)
 	c.verb = c.verb[:0]
-	verb, arg, _ := bytes.Cut(line, []byte(" "))
-	switch string(verb) {
+	switch verb {
 	case "EHLO":
 		c.ehlo = true
 		fallthrough
@@ -202,7 +208,7 @@ func (c *slotConn) commandLocked() bool {
 			return c.errorLocked()
 		}
 	case "STARTTLS":
-		if len(arg) == 0 && c.srv.cert != nil && c.tlsStep == tlsNone {
+		if c.srv.cert != nil && c.tlsStep == tlsNone {
 			c.tlsStep = tlsAsked
 		}
 	case "DATA":
@@ -211,14 +217,46 @@ func (c *slotConn) commandLocked() bool {
 		// The chunk that follows is message data, not commands.
 		// TODO: MinDataRate does not apply to BDAT chunks; each is bounded by the command
 		// timeout only. A chunk-aware deadline like DATA's would close that.
-		f := bytes.Fields(arg)
-		if len(f) > 0 {
-			if n, err := strconv.ParseInt(string(f[0]), 10, 64); err == nil && n > 0 {
-				c.bdatSkip = n
-			}
-		}
+		c.bdatSkip = bdatChunk(arg)
 	}
 	return false
+}
+
+// parseCommand splits a command line as go-smtp v0.26.0's parseCmd does, so that the wrapper
+// and go-smtp agree on what every line is: a verb is the first four characters, and a longer
+// line needs a space after them (else go-smtp refuses it, and verb is ""). STARTTLS is the one
+// eight-letter verb: the wrapper takes it alone, trailing blanks allowed; go-smtp takes any line
+// that starts with it, so one with more on it reaches go-smtp and gets its 502.
+// TestParseCommand holds the cases; the attack tests hold the two together on the wire.
+func parseCommand(line []byte) (verb string, arg []byte) {
+	line = bytes.TrimRight(line, "\r\n")
+	switch {
+	case bytes.EqualFold(bytes.TrimRight(line, " \t"), []byte("STARTTLS")):
+		return "STARTTLS", nil
+	case len(line) >= 8 && bytes.EqualFold(line[:8], []byte("STARTTLS")):
+		return "", nil
+	case len(line) == 4:
+		return string(bytes.ToUpper(line)), nil
+	case len(line) < 6 || line[4] != ' ':
+		return "", nil
+	}
+	return string(bytes.ToUpper(line[:4])), bytes.TrimSpace(line[5:])
+}
+
+// bdatChunk is the size of the chunk that follows a BDAT command with these arguments, as
+// go-smtp v0.26.0 reads it: "size [LAST]", size a 32-bit decimal. go-smtp refuses anything
+// else with 501 and reads no chunk, so neither does the wrapper: the bytes after a refused BDAT
+// are commands.
+func bdatChunk(arg []byte) int64 {
+	f := bytes.Fields(arg)
+	if len(f) == 0 || len(f) > 2 || (len(f) == 2 && !bytes.EqualFold(f[1], []byte("LAST"))) {
+		return 0
+	}
+	n, err := strconv.ParseUint(string(f[0]), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return int64(n)
 }
 
 // errorLocked counts one error and reports whether the hard error limit is reached (Postfix's
@@ -313,6 +351,17 @@ func (c *slotConn) noteReplies(b []byte) bool {
 // goodbye says a last 421 and ends the session: no more reads, no more writes.
 func (c *slotConn) goodbye(format string) {
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.sayLocked(sprintfLine(format, c.srv.cfg.Hostname))
+}
+
+// goodbyeIfFree says the 421 unless a write is under way: one blocked on a client that does not
+// read would hold the caller (a shutdown past its deadline) as long as the write deadline, and
+// such a client would not read the 421 either.
+func (c *slotConn) goodbyeIfFree(format string) {
+	if !c.wmu.TryLock() {
+		return
+	}
 	defer c.wmu.Unlock()
 	c.sayLocked(sprintfLine(format, c.srv.cfg.Hostname))
 }
@@ -418,6 +467,12 @@ func (c *slotConn) close(linger bool) error {
 		c.srv.sessionEnded(c)
 		c.wmu.Lock()
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(rejectWriteTimeout))
+		// go-smtp ended the session before it reached a pipelined STARTTLS (QUIT, or its own
+		// error limit): the replies held for it are still owed.
+		if len(c.tlsHold) > 0 {
+			_, _ = c.writer().Write(c.tlsHold)
+			c.tlsHold = nil
+		}
 		c.closeWrite()
 		c.wmu.Unlock()
 		err = nil

@@ -2,6 +2,7 @@ package mta
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"time"
 )
@@ -40,7 +41,7 @@ func (c *slotConn) Read(b []byte) (int, error) {
 		}
 		dl, stop := c.prepareRead()
 		if stop {
-			return 0, io.EOF
+			return 0, c.cutShort(io.EOF)
 		}
 		n, err := c.reader().Read(b)
 		if n > 0 {
@@ -49,14 +50,31 @@ func (c *slotConn) Read(b []byte) (int, error) {
 			c.mu.Unlock()
 			continue
 		}
-		if err == nil || !isTimeout(err) {
-			return 0, err
+		if err == nil {
+			return 0, nil
+		}
+		if !isTimeout(err) {
+			return 0, c.cutShort(err)
 		}
 		if time.Now().Before(dl) {
 			continue // woken early by Shutdown, which moves the deadline: look again
 		}
 		return 0, c.timedOut()
 	}
+}
+
+// cutShort is the error a read ends with: inside a BDAT chunk, errChunkCut for an end of the
+// input, because go-smtp copies a chunk with io.Copy, which takes io.EOF for the chunk's end
+// and would queue the part received as the whole message. Once: the chunk is dead then, and
+// later reads end as any other.
+func (c *slotConn) cutShort(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bdatSkip > 0 && errors.Is(err, io.EOF) {
+		c.bdatSkip = 0
+		return errChunkCut
+	}
+	return err
 }
 
 // serve moves looked-at bytes into b, looking at more of the input when none are ready. It
@@ -112,8 +130,9 @@ func (c *slotConn) feedCommandsLocked(src []byte) (int, bool) {
 		if i >= 0 {
 			part = rest[:i+1]
 		} else if len(c.verb) == 0 && len(rest) < verbMax {
-			// The start of a short command line waits for its end, so that a line such as
-			// STARTTLS, which is not passed on, is never half passed on already.
+			// The start of a command line waits for its end, so that go-smtp only ever reads
+			// whole lines: a line such as STARTTLS, which is not passed on, is never half
+			// passed on already, and a timeout never leaves go-smtp a fragment to run.
 			break
 		}
 		if room := verbMax - len(c.verb); room > 0 {
@@ -146,8 +165,10 @@ func (c *slotConn) feedCommandsLocked(src []byte) (int, bool) {
 	return nin, false
 }
 
-// verbMax is how much of a command line is kept for classifying it.
-const verbMax = 64
+// verbMax is how much of a command line is kept, and how long a partial line may wait for its
+// end: go-smtp's line limit (server.go, MaxLineLength 2000) and the CRLF. A partial line that
+// long goes on to go-smtp, which refuses it as too long.
+const verbMax = 2002
 
 // dataState is where the data reader is in a line of message data.
 type dataState uint8

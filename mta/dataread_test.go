@@ -140,3 +140,41 @@ func FuzzDataArrivesIntact(f *testing.F) {
 		}
 	})
 }
+
+// TestParseCommand: the wrapper reads command lines as go-smtp v0.26.0's parseCmd does (verb =
+// the first four characters, a space after them on a longer line), and takes STARTTLS alone.
+func TestParseCommand(t *testing.T) {
+	for _, c := range []struct{ line, verb, arg string }{
+		{"EHLO x.test\r\n", "EHLO", "x.test"},
+		{"noop\r\n", "NOOP", ""},
+		{"NOOP\n", "NOOP", ""},
+		{"RSET \r\n", "", ""},  // go-smtp: five characters are a mangled command
+		{"NOOPX\r\n", "", ""},  // go-smtp: mangled command
+		{"NOOPXY\r\n", "", ""}, // no space after the verb
+		{"BDAT" + strings.Repeat(" ", 70) + "5 LAST\r\n", "BDAT", "5 LAST"},
+		{"STARTTLS\r\n", "STARTTLS", ""},
+		{"starttls \t\r\r\n", "STARTTLS", ""},
+		{"STARTTLS foo\r\n", "", ""}, // go-smtp's STARTTLS, with its 502 here
+		{"STARTTLSX\r\n", "", ""},
+		{" STARTTLS\r\n", "", ""},
+		{"\r\n", "", ""},
+	} {
+		verb, arg := parseCommand([]byte(c.line))
+		if verb != c.verb || string(arg) != c.arg {
+			t.Errorf("parseCommand(%q) = %q, %q; want %q, %q", c.line, verb, arg, c.verb, c.arg)
+		}
+	}
+	for _, c := range []struct {
+		arg  string
+		size int64
+	}{
+		{"5", 5}, {"5 LAST", 5}, {"5 last", 5}, {"0 LAST", 0}, {"0005", 5},
+		{"4294967295", 4294967295},
+		{"4294967296 LAST", 0}, // over 32 bits: go-smtp's 501, no chunk
+		{"100000 LAST X", 0}, {"100000 MORE", 0}, {"+100000", 0}, {"-1", 0}, {"", 0},
+	} {
+		if got := bdatChunk([]byte(c.arg)); got != c.size {
+			t.Errorf("bdatChunk(%q) = %d, want %d", c.arg, got, c.size)
+		}
+	}
+}

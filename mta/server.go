@@ -201,7 +201,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.closingNow.Store(true)
 		s.pool.cutLingers()
 		for _, c := range s.pool.live() {
-			c.goodbye(replyShutdown)
+			c.goodbyeIfFree(replyShutdown)
 			c.closeNow()
 		}
 	}

@@ -122,7 +122,7 @@ func (p *slotPool) admit(l *slotListener, c net.Conn) {
 // a grant, an expiry and the pool's close each set a read deadline that cuts the watch short.
 func (p *slotPool) watch(w *waiter) {
 	defer p.bg.Done()
-	if !peerGone(w.conn) {
+	if !peerGone(w.conn) && !p.watchTalker(w) {
 		return
 	}
 	p.mu.Lock()
@@ -138,6 +138,30 @@ func (p *slotPool) watch(w *waiter) {
 	p.srv.metrics.slotWait.Observe(time.Since(w.since).Seconds())
 	p.stress.noteDemandLocked()
 	_ = w.conn.Close()
+}
+
+// talkerPoll is how often a waiter whose early bytes wait unread is looked at.
+const talkerPoll = 200 * time.Millisecond
+
+// watchTalker follows a waiter that sent bytes before its greeting, whose end MSG_PEEK cannot
+// see behind them: it asks the kernel for the connection's state until the wait ends, and
+// reports whether the client hung up first.
+func (p *slotPool) watchTalker(w *waiter) bool {
+	if !canWatchTalkers {
+		return false
+	}
+	for {
+		p.mu.Lock()
+		waiting := w.elem != nil
+		p.mu.Unlock()
+		if !waiting {
+			return false
+		}
+		if peerClosed(w.conn) {
+			return true
+		}
+		time.Sleep(talkerPoll)
+	}
 }
 
 // endWait stops a waiter's watch; it is out of the line (elem nil). Caller holds mu.

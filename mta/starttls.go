@@ -50,6 +50,16 @@ func (c *slotConn) startTLSIfDue() error {
 		return nil
 	case shut:
 		return io.EOF // the session was ended meanwhile (too many errors): no 220
+	case c.srv.draining.Load():
+		// Shutting down: no handshake to start. The held replies go out (less the RSET's),
+		// then the 421.
+		c.wmu.Lock()
+		if i := lastReplyStart(c.tlsHold); i >= 0 {
+			c.tlsHold = c.tlsHold[:i]
+		}
+		c.sayLocked(sprintfLine(replyShutdown, c.srv.cfg.Hostname))
+		c.wmu.Unlock()
+		return io.EOF
 	}
 	c.wmu.Lock()
 	held := c.tlsHold
@@ -73,7 +83,9 @@ func (c *slotConn) startTLSIfDue() error {
 		_ = c.Conn.SetReadDeadline(deadline)
 	}
 	c.mu.Unlock()
-	if shut {
+	// Checked after the deadline is set: Shutdown sets draining, then wakes reads by moving
+	// the deadline, so either this sees it or Shutdown's wake cuts the handshake.
+	if shut || c.srv.draining.Load() {
 		return io.EOF
 	}
 	tc := tls.Server(c.Conn, c.srv.cert.serverTLSConfig())
@@ -155,8 +167,9 @@ func (c *slotConn) advertiseTLS(head, last []byte) []byte {
 	c.mu.Lock()
 	step := c.tlsStep
 	c.mu.Unlock()
-	if step != tlsNone {
+	if step == tlsOn {
 		return last
 	}
+	// tlsAsked: a STARTTLS came in the same read as this EHLO, and is offered all the same.
 	return append([]byte("250-STARTTLS\r\n"), last...)
 }
