@@ -24,7 +24,7 @@ import (
 )
 
 // Chart colours: load in blue, demand (active + waiting) in orange, the limit in red, stress
-// shaded pink, alert arrivals in green, skips in grey.
+// shaded pink, alert arrivals in green, skips in grey, phase starts in light grey.
 var (
 	colActive = color.RGBA{R: 31, G: 119, B: 180, A: 255}
 	colDemand = color.RGBA{R: 255, G: 127, B: 14, A: 255}
@@ -32,6 +32,7 @@ var (
 	colStress = color.NRGBA{R: 214, G: 39, B: 40, A: 45}
 	colAlert  = color.RGBA{R: 44, G: 160, B: 44, A: 255}
 	colSkip   = color.RGBA{R: 127, G: 127, B: 127, A: 255}
+	colPhase  = color.RGBA{R: 170, G: 170, B: 170, A: 255}
 	colTitle  = color.RGBA{R: 34, G: 34, B: 34, A: 255}
 )
 
@@ -41,6 +42,7 @@ var (
 	dashLimit  = []vg.Length{vg.Points(7), vg.Points(3)}
 	dashAlert  = []vg.Length{vg.Points(1.5), vg.Points(2)}
 	dashSkip   = []vg.Length{vg.Points(5), vg.Points(2)}
+	dashPhase  = []vg.Length{vg.Points(1), vg.Points(3)}
 )
 
 // Chart geometry. The labels of the marks sit in a band between the title and the data, in as
@@ -162,13 +164,17 @@ func (rep *Report) marks(i int) []chartMark {
 	return ms
 }
 
-// phaseMarks marks the phases the report knows of: the skipped ones, each where the shared
-// clock jumped, which is also where the next phase began.
-//
-// TODO: mark every phase's start with its name. The report records only the skips; Replay
-// would have to record each phase's real start (a phases list beside Skips in report.go).
+// phaseMarks marks the phases: where each live phase's traffic began, with its name (the first,
+// at 0, goes unmarked), and where the shared clock jumped over each skipped one.
 func (rep *Report) phaseMarks() []chartMark {
 	var ms []chartMark
+	for _, p := range rep.Phases {
+		if p.At < 0.5 {
+			continue
+		}
+		ms = append(ms, chartMark{x: p.At, label: p.Name, legend: "phase begins",
+			col: colPhase, dashes: dashPhase})
+	}
 	for _, s := range rep.Skips {
 		label := fmt.Sprintf("%s: %s skipped", s.Name, shortDuration(s.Duration))
 		ms = append(ms, chartMark{x: s.At, label: label, legend: "skipped phase",
@@ -519,7 +525,7 @@ figure{margin:1em 0} svg{max-width:100%;height:auto} figcaption{font-size:14px;c
 {{else}}<tr><td class="l" colspan="7">no alerts</td></tr>{{end}}</table></div>
 <p>Alerts oldest first; "found at" is when MailHog stored the alert, in seconds since the start.</p>
 <h2>Load</h2>
-<p>Active sessions (blue) and demand, active plus waiting (orange, dashed), against the process limit (red, dashed). Stress episodes are shaded; green dotted lines mark when an alert reached MailHog, grey dashed lines a skipped phase. An alert about the whole cluster is marked once, on the first node's chart.
+<p>Active sessions (blue) and demand, active plus waiting (orange, dashed), against the process limit (red, dashed). Stress episodes are shaded; green dotted lines mark when an alert reached MailHog, grey dashed lines a skipped phase, light grey dotted lines where a phase begins. An alert about the whole cluster is marked once, on the first node's chart.
 The load is sampled every {{.Interval}}: a session shorter than that can start and end between two samples, so a chart can show fewer active sessions than the node's peak in the table.</p>
 {{range .Figures}}<figure>{{.Chart}}{{if .Note}}<figcaption>{{.Note}}</figcaption>{{end}}</figure>
 {{end}}

@@ -34,7 +34,8 @@ func htmlTestReport() *Report {
 			{Kind: "stress", Node: "mx-1", Cluster: "core", Subject: "first: mx-1 reached its limit",
 				FoundInMailHog: true, StoredS: s(3.4), LatencyMS: ms(20)},
 		},
-		Skips: []SkipReport{{Name: "quiet-days", At: 14.7, Duration: "72h0m0s"}},
+		Skips:  []SkipReport{{Name: "quiet-days", At: 14.7, Duration: "72h0m0s"}},
+		Phases: []PhaseReport{{Name: "warm-up", At: 0}, {Name: "second-wave", At: 14.7}},
 	}
 }
 
@@ -68,6 +69,14 @@ func TestReplayHTML(t *testing.T) {
 		}
 		for _, s := range []string{"<th>found at</th>", "<td>3.4 s</td>", "<td>17.4 s</td>", "<td>21.0 s</td>"} {
 			at(s)
+		}
+	})
+	t.Run("marks where each live phase begins, the first one at 0 aside", func(t *testing.T) {
+		if n := strings.Count(page, ">second-wave<"); n != 2 {
+			t.Errorf("the phase is labelled %d times, want once on each of 2 charts", n)
+		}
+		if strings.Contains(page, ">warm-up<") {
+			t.Error("the phase at 0 is labelled, over the axis")
 		}
 	})
 	t.Run("marks the skipped phase by name on every chart", func(t *testing.T) {

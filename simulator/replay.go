@@ -42,6 +42,7 @@ type replay struct {
 	// series holds each node's load over time, for the charts.
 	series *series
 	skips  []SkipReport
+	phases []PhaseReport
 
 	mu      sync.Mutex
 	results []sessionResult // by plan index
@@ -87,6 +88,7 @@ func Replay(ctx context.Context, sc *scenarios.Scenario, tg Target, opts ReplayO
 			r.log.Info("skipped", "phase", ph.Name, "duration", ph.Duration)
 			continue
 		}
+		r.phases = append(r.phases, PhaseReport{Name: ph.Name, At: time.Since(started).Seconds()})
 		if err := r.runPhase(ctx, i, phases[i]); err != nil {
 			return nil, err
 		}

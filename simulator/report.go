@@ -24,9 +24,17 @@ type Report struct {
 	StartedAt  time.Time    `json:"started_at"`
 	DurationMS int64        `json:"duration_ms"`
 	Skips      []SkipReport `json:"skips"`
+	// Phases are the live phases, each with the real second its traffic began.
+	Phases []PhaseReport `json:"phases"`
 	// DeliveriesChecked is false against running MTAs, whose next hop the replay cannot see:
 	// delivered, lost and duplicated are then not counted.
 	DeliveriesChecked bool `json:"deliveries_checked"`
+}
+
+// PhaseReport is a live phase: its traffic began at real second At.
+type PhaseReport struct {
+	Name string  `json:"name"`
+	At   float64 `json:"at_s"`
 }
 
 // SkipReport is a skip phase: the shared clock jumped by Duration at real second At.
@@ -108,7 +116,7 @@ type LatencyReport struct {
 }
 
 func (r *replay) report(found []foundAlert) *Report {
-	rep := &Report{Scenario: r.sc.Name, Seed: r.sc.Seed, StartedAt: r.series.start, Skips: r.skips}
+	rep := &Report{Scenario: r.sc.Name, Seed: r.sc.Seed, StartedAt: r.series.start, Skips: r.skips, Phases: r.phases}
 	delivered, checked := r.tg.Deliveries()
 	rep.DeliveriesChecked = checked
 	for i, n := range r.sc.Topology.Nodes {
