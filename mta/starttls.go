@@ -62,6 +62,13 @@ func (c *slotConn) startTLSIfDue() error {
 		return io.EOF
 	}
 	c.wmu.Lock()
+	c.mu.Lock()
+	shut = c.writeShut // a 421 said since the look above (goodbye takes wmu): no 220 after it
+	c.mu.Unlock()
+	if shut {
+		c.wmu.Unlock()
+		return io.EOF
+	}
 	held := c.tlsHold
 	c.tlsHold = nil
 	if i := lastReplyStart(held); i >= 0 {
