@@ -78,10 +78,11 @@ type settings struct {
 }
 
 func (s *Server) settingsFor(stress bool) settings {
-	if t := s.tuning.Load(); stress {
+	t := s.tuning.Load()
+	if stress {
 		return t.stress
 	}
-	return s.tuning.Load().normal
+	return t.normal
 }
 
 func (s *Server) wrapConn(c net.Conn, ip netip.Addr, p *slotPool, stress bool) *slotConn {

@@ -12,15 +12,8 @@ import (
 // kernel's TCP state, without reading: for a waiter whose early bytes wait unread, so that
 // MSG_PEEK cannot see an end behind them.
 func peerClosed(c net.Conn) bool {
-	if p, ok := c.(*proxiedConn); ok {
-		c = p.Conn
-	}
-	tc, ok := c.(*net.TCPConn)
+	rc, ok := rawSocket(c)
 	if !ok {
-		return false
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
 		return false
 	}
 	var state uint8

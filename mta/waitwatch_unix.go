@@ -13,20 +13,13 @@ import (
 // greeting stay for the session. It returns false when bytes are waiting, or when the watch is
 // cut short by a read deadline (the waiter got its slot or its 421).
 func peerGone(c net.Conn) bool {
-	if p, ok := c.(*proxiedConn); ok {
-		c = p.Conn
-	}
-	sc, ok := c.(syscall.Conn)
+	rc, ok := rawSocket(c)
 	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
 		return false
 	}
 	var gone bool
 	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err := rc.Read(func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
 		switch {
 		case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
@@ -37,4 +30,17 @@ func peerGone(c net.Conn) bool {
 		return true
 	})
 	return err == nil && gone
+}
+
+// rawSocket is the socket under a waiter's connection, a balancer's PROXY wrapper taken off.
+func rawSocket(c net.Conn) (syscall.RawConn, bool) {
+	if p, ok := c.(*proxiedConn); ok {
+		c = p.Conn
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, false
+	}
+	rc, err := sc.SyscallConn()
+	return rc, err == nil
 }

@@ -128,14 +128,7 @@ func TestAlertsCommandReloadsOnSIGHUP(t *testing.T) {
 	}
 
 	cancel()
-	select {
-	case err := <-done:
-		if code := exitCode(err); code != exitOK {
-			t.Fatalf("alerts exited %d after cancel: %v", code, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("alerts did not stop within 10 s of cancel")
-	}
+	waitExit(t, done, "cancel")
 }
 
 func TestAlertsCommandKeepsTheRunningConfigWhenTheFileIsBroken(t *testing.T) {
@@ -172,13 +165,6 @@ func TestAlertsCommandKeepsTheRunningConfigWhenTheFileIsBroken(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if code := exitCode(err); code != exitOK {
-			t.Fatalf("alerts exited %d after SIGTERM: %v", code, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("alerts did not stop within 10 s of SIGTERM")
-	}
+	waitExit(t, done, "SIGTERM")
 	waitLog(t, log, `msg="(alerts stopped)"`)
 }

@@ -183,14 +183,7 @@ replica: test-1
 	}
 
 	cancel()
-	select {
-	case err := <-done:
-		if code := exitCode(err); code != exitOK {
-			t.Fatalf("alerts exited %d after cancel: %v", code, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("alerts did not stop within 10 s of cancel")
-	}
+	waitExit(t, done, "cancel")
 	l := logs.String()
 	for _, want := range []string{"alerts config", "nats.password=REDACTED", "alerts.relay=" + mh.SMTPAddr(),
 		"alerts.settle_window=300ms", "alerts.durable=mtastress-alerts", "alerts stopped"} {
@@ -287,5 +280,18 @@ func TestFilterHistory(t *testing.T) {
 				t.Errorf("got %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// waitExit waits for the alerts command to end, after what (a cancel, a signal), with exit 0.
+func waitExit(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if code := exitCode(err); code != exitOK {
+			t.Fatalf("alerts exited %d after %s: %v", code, what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("alerts did not stop within 10 s of %s", what)
 	}
 }
